@@ -1,0 +1,157 @@
+-- pg_apikey: tables, grants and the service role.
+-- Runs first in CREATE EXTENSION, before any function exists. Every name is
+-- schema-qualified; the extension's tables are closed to PUBLIC and reached only
+-- through the apikey.* functions.
+
+-- The schema "apikey" (from the control file) must belong to the installing role and
+-- let nobody else create objects in it: objects another role could place there would be
+-- found by the extension's own code.
+DO $bootstrap$
+DECLARE
+    nsp record;
+BEGIN
+    SELECT n.oid, n.nspowner, n.nspacl INTO nsp
+      FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) 'apikey';
+    IF nsp.nspowner OPERATOR(pg_catalog.<>) (SELECT r.oid FROM pg_catalog.pg_roles r
+                                             WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) THEN
+        RAISE EXCEPTION 'pg_apikey: schema "apikey" already exists and belongs to another role'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Drop or rename that schema, then run CREATE EXTENSION pg_apikey again.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.aclexplode(nsp.nspacl) a
+               WHERE a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+                 AND a.grantee OPERATOR(pg_catalog.<>) nsp.nspowner) THEN
+        RAISE EXCEPTION 'pg_apikey: other roles may create objects in schema "apikey"'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'REVOKE CREATE ON SCHEMA apikey from them, then run CREATE EXTENSION pg_apikey again.';
+    END IF;
+END
+$bootstrap$;
+
+REVOKE ALL ON SCHEMA apikey FROM PUBLIC;
+GRANT USAGE ON SCHEMA apikey TO PUBLIC;
+
+-- The service role: its members are trusted callers. Created NOLOGIN when missing; its
+-- name is the setting apikey.service_role (default apikey_service).
+DO $service_role$
+DECLARE
+    role_name text := COALESCE(
+        NULLIF(pg_catalog.btrim(pg_catalog.current_setting('apikey.service_role', true)), ''),
+        'apikey_service');
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) role_name) THEN
+        EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', role_name);
+    END IF;
+END
+$service_role$;
+
+CREATE TABLE apikey.organizations (
+    id              text PRIMARY KEY CHECK (id OPERATOR(pg_catalog.<>) ''),
+    name            text,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    created_by_role text NOT NULL
+);
+COMMENT ON TABLE apikey.organizations IS
+    'Organizations that own API keys (built-in membership source). Write through apikey.create_organization.';
+
+-- What each member role allows on an organization's keys. Rows with is_default shipped
+-- with the extension; a customised row (is_default = false) for the same role and action
+-- overrides the default. Only customised rows are dumped by pg_dump, so a restore
+-- never collides with the defaults that CREATE EXTENSION inserts.
+CREATE TABLE apikey.member_role_actions (
+    role       text NOT NULL CHECK (role OPERATOR(pg_catalog.<>) ''),
+    action     text NOT NULL CHECK (action OPERATOR(pg_catalog.<>) ''),
+    allowed    boolean NOT NULL,
+    is_default boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (role, action, is_default)
+);
+COMMENT ON TABLE apikey.member_role_actions IS
+    'Role-to-action mapping for organization keys. Change it with apikey.set_role_action.';
+INSERT INTO apikey.member_role_actions (role, action, allowed, is_default)
+SELECT r.role, a.action, r.role OPERATOR(pg_catalog.<>) 'member', true
+  FROM (VALUES ('owner'), ('admin'), ('member')) AS r (role),
+       (VALUES ('create'), ('read'), ('update'), ('delete')) AS a (action);
+
+CREATE TABLE apikey.members (
+    org_id     text NOT NULL REFERENCES apikey.organizations (id) ON DELETE CASCADE,
+    user_id    text NOT NULL CHECK (user_id OPERATOR(pg_catalog.<>) ''),
+    role       text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (org_id, user_id)
+);
+CREATE INDEX members_user_id_idx ON apikey.members (user_id);
+COMMENT ON TABLE apikey.members IS
+    'Organization members and their roles (built-in membership source). Write through apikey.add_member.';
+
+CREATE TABLE apikey.keys (
+    id                  uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+    -- SHA-256 of the whole key text; the plaintext is never stored.
+    digest              bytea NOT NULL UNIQUE CHECK (pg_catalog.length(digest) OPERATOR(pg_catalog.=) 32),
+    prefix              text NOT NULL,
+    start               text NOT NULL,
+    org_id              text,
+    user_id             text,
+    name                text,
+    enabled             boolean NOT NULL DEFAULT true,
+    expires_at          timestamptz,
+    permissions         jsonb,
+    metadata            jsonb,
+    remaining           bigint CHECK (remaining OPERATOR(pg_catalog.>=) 0),
+    refill_amount       bigint CHECK (refill_amount OPERATOR(pg_catalog.>=) 0),
+    refill_interval     interval,
+    last_refill_at      timestamptz,
+    rate_limit_max      integer CHECK (rate_limit_max OPERATOR(pg_catalog.>) 0),
+    rate_limit_window   interval,
+    rate_window_reset_at timestamptz,
+    rate_window_count   integer NOT NULL DEFAULT 0,
+    created_at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    created_by_role     text NOT NULL,
+    created_by_identity text,
+    updated_at          timestamptz,
+    last_used_at        timestamptz,
+    revoked_at          timestamptz,
+    revoked_by_role     text,
+    revoked_by_identity text,
+    CHECK (org_id IS NOT NULL OR user_id IS NOT NULL),
+    CHECK ((refill_amount IS NULL) OPERATOR(pg_catalog.=) (refill_interval IS NULL)),
+    CHECK ((rate_limit_max IS NULL) OPERATOR(pg_catalog.=) (rate_limit_window IS NULL))
+);
+CREATE INDEX keys_org_id_idx ON apikey.keys (org_id) WHERE org_id IS NOT NULL;
+CREATE INDEX keys_user_id_idx ON apikey.keys (user_id) WHERE org_id IS NULL;
+COMMENT ON TABLE apikey.keys IS
+    'API keys: digest, prefix and start only, never the plaintext. Reached through the apikey.* functions.';
+
+-- The public fields of a key, as returned by get_api_key, list_api_keys and
+-- revoke_api_key: never the secret or its digest.
+CREATE TYPE apikey.key_info AS (
+    key_id              uuid,
+    org_id              text,
+    user_id             text,
+    name                text,
+    prefix              text,
+    start               text,
+    enabled             boolean,
+    expires_at          timestamptz,
+    permissions         jsonb,
+    metadata            jsonb,
+    remaining           bigint,
+    refill_amount       bigint,
+    refill_interval     interval,
+    rate_limit_max      integer,
+    rate_limit_window   interval,
+    created_at          timestamptz,
+    last_used_at        timestamptz,
+    revoked_at          timestamptz,
+    created_by_role     text,
+    created_by_identity text
+);
+
+-- Closed to everyone but the owner: all access goes through the functions.
+REVOKE ALL ON TABLE apikey.organizations, apikey.member_role_actions, apikey.members, apikey.keys
+    FROM PUBLIC;
+
+-- pg_dump keeps keys, organizations, memberships and customised role mappings.
+SELECT pg_catalog.pg_extension_config_dump('apikey.organizations', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.members', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.keys', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.member_role_actions', 'WHERE NOT is_default');

@@ -1,0 +1,37 @@
+-- pg_apikey: documentation of every function, so that \df+ apikey.* explains itself.
+
+COMMENT ON FUNCTION apikey.create_organization(text, text) IS
+'Create an organization (built-in membership source). Trusted callers only (superuser or member of apikey.service_role). 23505 if the id exists.';
+
+COMMENT ON FUNCTION apikey.add_member(text, text, text) IS
+'Add a member to an organization with a role (default member), or change an existing member''s role. Trusted callers or the organization''s owners. 22023 for an unknown role, P0002 for an unknown organization.';
+
+COMMENT ON FUNCTION apikey.remove_member(text, text) IS
+'Remove a member from an organization; returns whether there was one. Trusted callers or the organization''s owners.';
+
+COMMENT ON FUNCTION apikey.set_role_action(text, text, boolean) IS
+'Set whether a member role allows an action (create, read, update, delete) on its organization''s keys; a new role name defines a role. Trusted callers only.';
+
+COMMENT ON FUNCTION apikey.list_role_actions() IS
+'The role-to-action mapping in force: shipped defaults (is_default) and customisations over them.';
+
+COMMENT ON FUNCTION apikey.create_api_key(text, text, text, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval) IS
+'Create an API key and return it in plaintext, once. org_id: an organization key (trusted callers need no user; ordinary callers need a role allowing create). user_id alone: a user key (ordinary callers only for themselves). Policy fields (permissions, remaining, refill_*, rate_limit_*) need a trusted caller.';
+
+COMMENT ON FUNCTION apikey.verify_api_key(text, jsonb) IS
+'Verify a presented key: one row for any input, code VALID, KEY_NOT_FOUND, KEY_DISABLED, KEY_EXPIRED or INSUFFICIENT_PERMISSIONS. required_permissions: every listed action must be granted. Raises 22023 only for malformed required_permissions.';
+
+COMMENT ON FUNCTION apikey.list_api_keys(text, text) IS
+'Public fields of keys (never secrets or digests). org_id: that organization''s keys (needs read). No org_id: your own user keys; a trusted caller sees all keys, or one user''s with user_id.';
+
+COMMENT ON FUNCTION apikey.get_api_key(uuid) IS
+'Public fields of one key. P0002 when it does not exist or the caller may not read it.';
+
+COMMENT ON FUNCTION apikey.revoke_api_key(uuid) IS
+'Revoke a key: verify answers KEY_NOT_FOUND from then on; the row stays with its revocation time. Needs delete on an organization key.';
+
+COMMENT ON FUNCTION apikey.delete_api_key(uuid) IS
+'Delete a key for good. Needs delete on an organization key. P0002 when it does not exist or the caller may not read it.';
+
+COMMENT ON FUNCTION apikey.delete_expired_api_keys() IS
+'Delete the expired keys the caller may delete (all of them for a trusted caller); returns how many.';

@@ -1,0 +1,585 @@
+//! The SQL-facing functions of the contract (`../shared/design/sql-contract.md`).
+//!
+//! Each one: (1) decides on the calling role ([`Caller::current`]); (2) checks the
+//! arguments; (3) inside [`as_owner`], checks ownership and membership, and only then
+//! reads or writes. Every function pins `search_path` to `pg_catalog, pg_temp`.
+use pgrx::datum::{Interval, JsonB, TimestampWithTimeZone};
+use pgrx::prelude::*;
+use pgrx::{pg_sys, Uuid};
+
+use crate::caller::{as_owner, Caller};
+use crate::error;
+use crate::keymat;
+use crate::membership::{self, Action};
+use crate::permissions;
+use crate::settings;
+use crate::storage::{self, KeyInfo, KeyRow};
+
+// ---------------------------------------------------------------- argument checks
+
+fn require_id<'a>(what: &str, value: Option<&'a str>) -> &'a str {
+    match value {
+        Some(v) if !v.is_empty() => v,
+        _ => error::bad_arg(format!("{what} must not be NULL or empty"), format!("Pass a non-empty {what}.")),
+    }
+}
+
+fn optional_id<'a>(what: &str, value: Option<&'a str>) -> Option<&'a str> {
+    value.map(|v| require_id(what, Some(v)))
+}
+
+fn check_permissions_shape(what: &str, value: &JsonB) {
+    if let Err(why) = permissions::validate(&value.0) {
+        error::bad_arg(
+            format!("{what} is malformed: {why}"),
+            "Pass a JSON object mapping each resource to an array of action strings, e.g. '{\"files\": [\"read\", \"write\"]}'.",
+        );
+    }
+}
+
+fn check_prefix(prefix: Option<String>) -> String {
+    let prefix = prefix.or_else(settings::default_prefix).unwrap_or_default();
+    if !keymat::is_valid_prefix(&prefix) {
+        error::bad_arg(
+            format!("prefix \"{prefix}\" is not 1 to {} characters of [A-Za-z0-9_-]", keymat::PREFIX_MAX),
+            "Pass a prefix such as 'ak_' or 'dp_live_' (or fix apikey.default_prefix).",
+        );
+    }
+    prefix
+}
+
+fn positive(iv: &Interval) -> bool {
+    iv.as_micros() > 0
+}
+
+fn now() -> i64 {
+    // SAFETY: reads the current time; no side effects.
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+/// The checks every setting of `create_api_key` (and later `update_api_key`) must pass.
+struct Policy<'a> {
+    expires_at: Option<TimestampWithTimeZone>,
+    permissions: Option<&'a JsonB>,
+    metadata: Option<&'a JsonB>,
+    remaining: Option<i64>,
+    refill_amount: Option<i64>,
+    refill_interval: Option<Interval>,
+    rate_limit_max: Option<i32>,
+    rate_limit_window: Option<Interval>,
+}
+
+impl Policy<'_> {
+    /// Whether any field that grants power or spends money is given.
+    fn sets_policy_field(&self) -> bool {
+        self.permissions.is_some()
+            || self.remaining.is_some()
+            || self.refill_amount.is_some()
+            || self.refill_interval.is_some()
+            || self.rate_limit_max.is_some()
+            || self.rate_limit_window.is_some()
+    }
+
+    fn validate(&self) {
+        if let Some(exp) = self.expires_at {
+            if pg_sys::TimestampTz::from(exp) <= now() {
+                error::bad_arg("expires_at is in the past", "Pass a future time, or NULL for a key that does not expire.");
+            }
+        }
+        if let Some(p) = self.permissions {
+            check_permissions_shape("permissions", p);
+        }
+        if let Some(m) = self.metadata {
+            if !m.0.is_object() {
+                error::bad_arg("metadata must be a JSON object", "Pass an object such as '{\"env\": \"prod\"}', or NULL.");
+            }
+        }
+        if self.remaining.is_some_and(|r| r < 0) {
+            error::bad_arg("remaining must not be negative", "Pass 0 or more, or NULL for unlimited use.");
+        }
+        if self.refill_amount.is_some() != self.refill_interval.is_some() {
+            error::bad_arg(
+                "refill_amount and refill_interval go together",
+                "Pass both (e.g. refill_amount => 1000, refill_interval => '1 day') or neither.",
+            );
+        }
+        if self.refill_amount.is_some_and(|r| r < 0) {
+            error::bad_arg("refill_amount must not be negative", "Pass 0 or more.");
+        }
+        if self.refill_interval.as_ref().is_some_and(|iv| !positive(iv)) {
+            error::bad_arg("refill_interval must be positive", "Pass an interval such as '1 day'.");
+        }
+        if self.rate_limit_max.is_some() != self.rate_limit_window.is_some() {
+            error::bad_arg(
+                "rate_limit_max and rate_limit_window go together",
+                "Pass both (e.g. rate_limit_max => 100, rate_limit_window => '1 minute') or neither.",
+            );
+        }
+        if self.rate_limit_max.is_some_and(|m| m <= 0) {
+            error::bad_arg("rate_limit_max must be positive", "Pass 1 or more.");
+        }
+        if self.rate_limit_window.as_ref().is_some_and(|iv| !positive(iv)) {
+            error::bad_arg("rate_limit_window must be positive", "Pass an interval such as '1 minute'.");
+        }
+    }
+}
+
+fn clone_json(j: &Option<JsonB>) -> Option<JsonB> {
+    j.as_ref().map(|j| JsonB(j.0.clone()))
+}
+
+// ---------------------------------------------------------------- organizations
+
+/// Create an organization. Trusted callers only.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn create_organization(
+    id: Option<&str>,
+    name: default!(Option<&str>, "NULL"),
+) -> TableIterator<'static, (name!(id, String), name!(name, Option<String>), name!(created_at, TimestampWithTimeZone))> {
+    let caller = Caller::current();
+    caller.require_trusted("create_organization");
+    let id = require_id("organization id", id);
+    let row = as_owner(|| storage::org_insert(id, name, &caller.role_name));
+    match row {
+        Some(row) => TableIterator::once(row),
+        None => error::raise(
+            PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+            format!("organization \"{id}\" already exists"),
+            "Pick another id, or use the existing organization.",
+        ),
+    }
+}
+
+/// Add a member to an organization, or change the role of an existing member.
+/// Trusted callers, or members whose role is `owner`.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn add_member(
+    org_id: Option<&str>,
+    user_id: Option<&str>,
+    role: default!(Option<&str>, "'member'"),
+) -> TableIterator<
+    'static,
+    (name!(org_id, String), name!(user_id, String), name!(role, String), name!(created_at, TimestampWithTimeZone)),
+> {
+    let caller = Caller::current();
+    let org_id = require_id("org_id", org_id);
+    let user_id = require_id("user_id", user_id);
+    let role = require_id("role", role);
+    let row = as_owner(|| {
+        authorize_member_management(&caller, org_id);
+        if !storage::role_known(role) {
+            error::bad_arg(
+                format!("unknown member role \"{role}\""),
+                "Use owner, admin or member, or define the role first with apikey.set_role_action.",
+            );
+        }
+        storage::member_upsert(org_id, user_id, role)
+    });
+    TableIterator::once(row)
+}
+
+/// Remove a member. Returns whether there was such a member.
+/// Trusted callers, or members whose role is `owner`.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn remove_member(org_id: Option<&str>, user_id: Option<&str>) -> bool {
+    let caller = Caller::current();
+    let org_id = require_id("org_id", org_id);
+    let user_id = require_id("user_id", user_id);
+    as_owner(|| {
+        authorize_member_management(&caller, org_id);
+        storage::member_delete(org_id, user_id)
+    })
+}
+
+/// 42501 unless the caller may manage `org_id`'s members; P0002 for a trusted caller
+/// naming an unknown organization. (An ordinary caller cannot own an organization that
+/// does not exist, so it learns nothing about which ids exist.)
+fn authorize_member_management(caller: &Caller, org_id: &str) {
+    if !membership::caller_owns(caller, org_id) {
+        error::denied(
+            format!("role \"{}\" may not manage the members of organization \"{org_id}\"", caller.role_name),
+            "Only trusted callers and the organization's owners manage its members.",
+        );
+    }
+    if !membership::org_exists(org_id) {
+        error::not_found(
+            format!("organization \"{org_id}\" does not exist"),
+            "Create it first with apikey.create_organization.",
+        );
+    }
+}
+
+/// Set whether a member role allows an action (`create`, `read`, `update`, `delete`, or
+/// an application's own). A new role name defines a new role. Trusted callers only.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn set_role_action(role: Option<&str>, action: Option<&str>, allowed: default!(Option<bool>, "true")) {
+    let caller = Caller::current();
+    caller.require_trusted("set_role_action");
+    let role = require_id("role", role);
+    let action = require_id("action", action);
+    let Some(allowed) = allowed else {
+        error::bad_arg("allowed must not be NULL", "Pass true or false.")
+    };
+    as_owner(|| storage::role_action_set(role, action, allowed));
+}
+
+/// The role-to-action mapping in force (customisations over the shipped defaults).
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn list_role_actions(
+) -> TableIterator<'static, (name!(role, String), name!(action, String), name!(allowed, bool), name!(is_default, bool))> {
+    let _caller = Caller::current();
+    TableIterator::new(as_owner(storage::role_actions_list))
+}
+
+// ---------------------------------------------------------------- create
+
+/// Create an API key. The plaintext key is returned here and never again.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn create_api_key(
+    org_id: default!(Option<&str>, "NULL"),
+    user_id: default!(Option<&str>, "NULL"),
+    name: default!(Option<&str>, "NULL"),
+    prefix: default!(Option<String>, "NULL"),
+    expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+    permissions: default!(Option<JsonB>, "NULL"),
+    metadata: default!(Option<JsonB>, "NULL"),
+    remaining: default!(Option<i64>, "NULL"),
+    refill_amount: default!(Option<i64>, "NULL"),
+    refill_interval: default!(Option<Interval>, "NULL"),
+    rate_limit_max: default!(Option<i32>, "NULL"),
+    rate_limit_window: default!(Option<Interval>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(key_id, Uuid),
+        name!(key, String),
+        name!(start, String),
+        name!(prefix, String),
+        name!(org_id, Option<String>),
+        name!(user_id, Option<String>),
+        name!(name, Option<String>),
+        name!(expires_at, Option<TimestampWithTimeZone>),
+        name!(permissions, Option<JsonB>),
+        name!(metadata, Option<JsonB>),
+        name!(remaining, Option<i64>),
+        name!(refill_amount, Option<i64>),
+        name!(refill_interval, Option<Interval>),
+        name!(rate_limit_max, Option<i32>),
+        name!(rate_limit_window, Option<Interval>),
+        name!(created_at, TimestampWithTimeZone),
+    ),
+> {
+    let caller = Caller::current();
+    let policy = Policy {
+        expires_at,
+        permissions: permissions.as_ref(),
+        metadata: metadata.as_ref(),
+        remaining,
+        refill_amount,
+        refill_interval,
+        rate_limit_max,
+        rate_limit_window,
+    };
+    if policy.sets_policy_field() && !caller.trusted {
+        error::denied(
+            format!(
+                "role \"{}\" may not set policy fields (permissions, remaining, refill_amount, refill_interval, rate_limit_max, rate_limit_window)",
+                caller.role_name
+            ),
+            "Leave them out to get the defaults, or ask a trusted caller (the service role) to set them.",
+        );
+    }
+    policy.validate();
+    let prefix = check_prefix(prefix);
+    let org_id = optional_id("org_id", org_id);
+    let user_id = optional_id("user_id", user_id);
+
+    // Ownership: who the key belongs to, decided before anything is written.
+    let owner_user = match (org_id, user_id, caller.trusted) {
+        (None, None, true) => error::bad_arg(
+            "a trusted caller must name an owner: org_id, user_id or both",
+            "Pass org_id => '<organization>' for an organization key, or user_id => '<user>' for a user key.",
+        ),
+        (None, None, false) => Some(caller.require_identity().to_string()),
+        (_, Some(u), false) if u != caller.require_identity() => error::denied(
+            format!("role \"{}\" may not create a key for user \"{u}\"", caller.role_name),
+            "Ordinary callers act only as themselves: leave user_id out or pass your own identity.",
+        ),
+        (_, u, _) => u.map(str::to_string),
+    };
+
+    let made = keymat::generate(&prefix).unwrap_or_else(|e| {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
+            format!("the operating system's random number generator failed: {e}"),
+            "Check the server's entropy source; no key was created.",
+        )
+    });
+
+    let (key_id, created_at) = as_owner(|| {
+        if let Some(org) = org_id {
+            if caller.trusted {
+                if !membership::org_exists(org) {
+                    error::not_found(
+                        format!("organization \"{org}\" does not exist"),
+                        "Create it first with apikey.create_organization.",
+                    );
+                }
+            } else if !membership::identity_may(org, caller.require_identity(), Action::Create) {
+                error::denied(
+                    format!("role \"{}\" may not create keys for organization \"{org}\"", caller.role_name),
+                    "Ask an owner to add you with a role that allows create (owner or admin).",
+                );
+            }
+        }
+        storage::key_insert(storage::NewKeyRow {
+            digest: &made.digest,
+            prefix: &prefix,
+            start: &made.start,
+            org_id,
+            user_id: owner_user.as_deref(),
+            name,
+            expires_at,
+            permissions: clone_json(&permissions),
+            metadata: clone_json(&metadata),
+            remaining,
+            refill_amount,
+            refill_interval,
+            rate_limit_max,
+            rate_limit_window,
+            created_by_role: &caller.role_name,
+            created_by_identity: caller.identity.as_deref(),
+        })
+    });
+
+    TableIterator::once((
+        key_id,
+        made.key,
+        made.start,
+        prefix,
+        org_id.map(str::to_string),
+        owner_user,
+        name.map(str::to_string),
+        expires_at,
+        permissions,
+        metadata,
+        remaining,
+        refill_amount,
+        refill_interval,
+        rate_limit_max,
+        rate_limit_window,
+        created_at,
+    ))
+}
+
+// ---------------------------------------------------------------- verify
+
+type VerifyOut = (
+    bool,
+    String,
+    Option<Uuid>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<JsonB>,
+    Option<JsonB>,
+    Option<i64>,
+    Option<TimestampWithTimeZone>,
+);
+
+fn not_found_row() -> VerifyOut {
+    (false, "KEY_NOT_FOUND".into(), None, None, None, None, None, None, None, None)
+}
+
+/// Verify a presented key: exactly one row for any input.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn verify_api_key(
+    key: Option<&str>,
+    required_permissions: default!(Option<JsonB>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(valid, bool),
+        name!(code, String),
+        name!(key_id, Option<Uuid>),
+        name!(org_id, Option<String>),
+        name!(user_id, Option<String>),
+        name!(name, Option<String>),
+        name!(permissions, Option<JsonB>),
+        name!(metadata, Option<JsonB>),
+        name!(remaining, Option<i64>),
+        name!(expires_at, Option<TimestampWithTimeZone>),
+    ),
+> {
+    TableIterator::once(verify(key, required_permissions))
+}
+
+fn verify(key: Option<&str>, required: Option<JsonB>) -> VerifyOut {
+    // A malformed requirement is the application's bug: say so even for a bad key.
+    if let Some(r) = &required {
+        check_permissions_shape("required_permissions", r);
+    }
+    // Shape and checksum first: a mistyped or made-up key never reaches a table.
+    let Some(digest) = key.and_then(keymat::check) else { return not_found_row() };
+    let Some(k) = as_owner(|| storage::key_for_verify(&digest, required)) else { return not_found_row() };
+    if k.revoked {
+        return not_found_row();
+    }
+    let code = if !k.enabled {
+        "KEY_DISABLED"
+    } else if k.expired {
+        "KEY_EXPIRED"
+    } else if !k.permitted {
+        "INSUFFICIENT_PERMISSIONS"
+    } else {
+        "VALID"
+    };
+    (
+        code == "VALID",
+        code.to_string(),
+        Some(k.key_id),
+        k.org_id,
+        k.user_id,
+        k.name,
+        k.permissions,
+        k.metadata,
+        k.remaining,
+        k.expires_at,
+    )
+}
+
+// ---------------------------------------------------------------- read and manage
+
+/// Find a key and check that the caller may do `action` with it. A key the caller may
+/// not read is answered exactly as a missing one (P0002); one it may read but not change
+/// is refused with 42501.
+fn authorize_key(caller: &Caller, key_id: Uuid, action: Action) -> KeyRow {
+    let Some(row) = storage::key_get(key_id) else { error::key_not_found() };
+    if caller.trusted {
+        return row;
+    }
+    let identity = caller.require_identity();
+    let may = |a: Action| match row.org_id.as_deref() {
+        None => row.user_id.as_deref() == Some(identity),
+        Some(org) => membership::identity_may(org, identity, a),
+    };
+    if !may(Action::Read) {
+        error::key_not_found();
+    }
+    if action != Action::Read && !may(action) {
+        error::denied(
+            format!("role \"{}\" may not {} this key", caller.role_name, action.as_str()),
+            format!("Ask an owner for a role that allows {} on the organization's keys.", action.as_str()),
+        );
+    }
+    row
+}
+
+fn require_key_id(key_id: Option<Uuid>) -> Uuid {
+    key_id.unwrap_or_else(|| error::bad_arg("key_id must not be NULL", "Pass the key_id that create_api_key returned."))
+}
+
+/// List keys' public fields (never a secret or digest).
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn list_api_keys(
+    org_id: default!(Option<&str>, "NULL"),
+    user_id: default!(Option<&str>, "NULL"),
+) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
+    let caller = Caller::current();
+    let org_id = optional_id("org_id", org_id);
+    let user_id = optional_id("user_id", user_id);
+    let rows = as_owner(|| match (org_id, user_id) {
+        (Some(org), user) => {
+            if caller.trusted && !membership::org_exists(org) {
+                error::not_found(format!("organization \"{org}\" does not exist"), "Check the organization id.");
+            }
+            if !membership::caller_may(&caller, org, Action::Read) {
+                error::denied(
+                    format!("role \"{}\" may not read the keys of organization \"{org}\"", caller.role_name),
+                    "Ask an owner for a role that allows read.",
+                );
+            }
+            storage::keys_of_org(org, user)
+        }
+        (None, None) if caller.trusted => storage::keys_all(),
+        (None, Some(user)) if caller.trusted => storage::keys_of_user(user),
+        (None, user) => {
+            let identity = caller.require_identity();
+            if user.is_some_and(|u| u != identity) {
+                error::denied(
+                    format!("role \"{}\" may not list the keys of user \"{}\"", caller.role_name, user.unwrap_or_default()),
+                    "Leave user_id out to list your own keys.",
+                );
+            }
+            storage::keys_of_user(identity)
+        }
+    });
+    SetOfIterator::new(rows.into_iter().map(|r| r.info))
+}
+
+/// One key's public fields; P0002 when it does not exist or the caller may not read it.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn get_api_key(key_id: Option<Uuid>) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
+    let caller = Caller::current();
+    let key_id = require_key_id(key_id);
+    let row = as_owner(|| authorize_key(&caller, key_id, Action::Read));
+    SetOfIterator::once(row.info)
+}
+
+/// Revoke a key: verify answers KEY_NOT_FOUND from now on; the row stays for history.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn revoke_api_key(key_id: Option<Uuid>) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
+    let caller = Caller::current();
+    let key_id = require_key_id(key_id);
+    let row = as_owner(|| {
+        authorize_key(&caller, key_id, Action::Delete);
+        storage::key_revoke(key_id, &caller.role_name, caller.identity.as_deref())
+    });
+    match row {
+        Some(row) => SetOfIterator::once(row.info),
+        None => error::key_not_found(),
+    }
+}
+
+/// Delete a key for good.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn delete_api_key(key_id: Option<Uuid>) {
+    let caller = Caller::current();
+    let key_id = require_key_id(key_id);
+    as_owner(|| {
+        authorize_key(&caller, key_id, Action::Delete);
+        if !storage::key_delete(key_id) {
+            error::key_not_found();
+        }
+    });
+}
+
+/// Delete every expired key the caller may delete; returns how many.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn delete_expired_api_keys() -> i64 {
+    let caller = Caller::current();
+    as_owner(|| {
+        if caller.trusted {
+            return storage::delete_expired(true, None, Vec::new());
+        }
+        let identity = caller.require_identity();
+        let orgs = storage::orgs_with_expired_keys()
+            .into_iter()
+            .filter(|org| membership::identity_may(org, identity, Action::Delete))
+            .collect();
+        storage::delete_expired(false, Some(identity), orgs)
+    })
+}

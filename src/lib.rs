@@ -1,0 +1,50 @@
+//! pg_apikey: API keys as a native part of PostgreSQL.
+//!
+//! The modules follow one concern each:
+//! - [`keymat`]: key material — format, CSPRNG secret, CRC32 checksum, SHA-256 digest.
+//! - [`permissions`]: the shape of `permissions` JSON and the AND check.
+//! - [`settings`]: the `apikey.*` configuration parameters (all SUSET).
+//! - [`error`]: errors with the contract's SQLSTATEs, a `pg_apikey:` message and a hint.
+//! - [`caller`]: who is calling (trusted or ordinary), and running as the extension's owner.
+//! - [`storage`]: every SQL statement the extension runs, as cached prepared plans.
+//! - [`membership`]: organizations, members and the role-to-action mapping.
+//! - [`api`]: the SQL-facing functions of the contract.
+use pgrx::prelude::*;
+
+pub mod api;
+pub mod caller;
+pub mod error;
+pub mod keymat;
+pub mod membership;
+pub mod permissions;
+pub mod settings;
+pub mod storage;
+
+::pgrx::pg_module_magic!(name, version);
+
+// Tables, grants, the service role and the default role-to-action mapping: plain SQL
+// that runs before any function is created.
+extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+// COMMENT ON FUNCTION for every function, once they all exist.
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    settings::init();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests;
+
+/// This module is required by `cargo pgrx test` invocations.
+/// It must be visible at the root of your extension crate.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared helpers live in tests/common.rs; this crate has only integration tests.
