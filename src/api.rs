@@ -13,14 +13,17 @@ use crate::keymat;
 use crate::membership::{self, Action};
 use crate::permissions;
 use crate::settings;
-use crate::storage::{self, KeyInfo, KeyRow};
+use crate::storage::{self, KeyRow};
 
 // ---------------------------------------------------------------- argument checks
 
 fn require_id<'a>(what: &str, value: Option<&'a str>) -> &'a str {
     match value {
         Some(v) if !v.is_empty() => v,
-        _ => error::bad_arg(format!("{what} must not be NULL or empty"), format!("Pass a non-empty {what}.")),
+        _ => error::bad_arg(
+            format!("{what} must not be NULL or empty"),
+            format!("Pass a non-empty {what}."),
+        ),
     }
 }
 
@@ -41,7 +44,10 @@ fn check_prefix(prefix: Option<String>) -> String {
     let prefix = prefix.or_else(settings::default_prefix).unwrap_or_default();
     if !keymat::is_valid_prefix(&prefix) {
         error::bad_arg(
-            format!("prefix \"{prefix}\" is not 1 to {} characters of [A-Za-z0-9_-]", keymat::PREFIX_MAX),
+            format!(
+                "prefix \"{prefix}\" is not 1 to {} characters of [A-Za-z0-9_-]",
+                keymat::PREFIX_MAX
+            ),
             "Pass a prefix such as 'ak_' or 'dp_live_' (or fix apikey.default_prefix).",
         );
     }
@@ -83,7 +89,10 @@ impl Policy<'_> {
     fn validate(&self) {
         if let Some(exp) = self.expires_at {
             if pg_sys::TimestampTz::from(exp) <= now() {
-                error::bad_arg("expires_at is in the past", "Pass a future time, or NULL for a key that does not expire.");
+                error::bad_arg(
+                    "expires_at is in the past",
+                    "Pass a future time, or NULL for a key that does not expire.",
+                );
             }
         }
         if let Some(p) = self.permissions {
@@ -91,11 +100,17 @@ impl Policy<'_> {
         }
         if let Some(m) = self.metadata {
             if !m.0.is_object() {
-                error::bad_arg("metadata must be a JSON object", "Pass an object such as '{\"env\": \"prod\"}', or NULL.");
+                error::bad_arg(
+                    "metadata must be a JSON object",
+                    "Pass an object such as '{\"env\": \"prod\"}', or NULL.",
+                );
             }
         }
         if self.remaining.is_some_and(|r| r < 0) {
-            error::bad_arg("remaining must not be negative", "Pass 0 or more, or NULL for unlimited use.");
+            error::bad_arg(
+                "remaining must not be negative",
+                "Pass 0 or more, or NULL for unlimited use.",
+            );
         }
         if self.refill_amount.is_some() != self.refill_interval.is_some() {
             error::bad_arg(
@@ -106,8 +121,15 @@ impl Policy<'_> {
         if self.refill_amount.is_some_and(|r| r < 0) {
             error::bad_arg("refill_amount must not be negative", "Pass 0 or more.");
         }
-        if self.refill_interval.as_ref().is_some_and(|iv| !positive(iv)) {
-            error::bad_arg("refill_interval must be positive", "Pass an interval such as '1 day'.");
+        if self
+            .refill_interval
+            .as_ref()
+            .is_some_and(|iv| !positive(iv))
+        {
+            error::bad_arg(
+                "refill_interval must be positive",
+                "Pass an interval such as '1 day'.",
+            );
         }
         if self.rate_limit_max.is_some() != self.rate_limit_window.is_some() {
             error::bad_arg(
@@ -118,8 +140,15 @@ impl Policy<'_> {
         if self.rate_limit_max.is_some_and(|m| m <= 0) {
             error::bad_arg("rate_limit_max must be positive", "Pass 1 or more.");
         }
-        if self.rate_limit_window.as_ref().is_some_and(|iv| !positive(iv)) {
-            error::bad_arg("rate_limit_window must be positive", "Pass an interval such as '1 minute'.");
+        if self
+            .rate_limit_window
+            .as_ref()
+            .is_some_and(|iv| !positive(iv))
+        {
+            error::bad_arg(
+                "rate_limit_window must be positive",
+                "Pass an interval such as '1 minute'.",
+            );
         }
     }
 }
@@ -136,7 +165,14 @@ fn clone_json(j: &Option<JsonB>) -> Option<JsonB> {
 fn create_organization(
     id: Option<&str>,
     name: default!(Option<&str>, "NULL"),
-) -> TableIterator<'static, (name!(id, String), name!(name, Option<String>), name!(created_at, TimestampWithTimeZone))> {
+) -> TableIterator<
+    'static,
+    (
+        name!(id, String),
+        name!(name, Option<String>),
+        name!(created_at, TimestampWithTimeZone),
+    ),
+> {
     let caller = Caller::current();
     caller.require_trusted("create_organization");
     let id = require_id("organization id", id);
@@ -161,7 +197,12 @@ fn add_member(
     role: default!(Option<&str>, "'member'"),
 ) -> TableIterator<
     'static,
-    (name!(org_id, String), name!(user_id, String), name!(role, String), name!(created_at, TimestampWithTimeZone)),
+    (
+        name!(org_id, String),
+        name!(user_id, String),
+        name!(role, String),
+        name!(created_at, TimestampWithTimeZone),
+    ),
 > {
     let caller = Caller::current();
     let org_id = require_id("org_id", org_id);
@@ -200,7 +241,10 @@ fn remove_member(org_id: Option<&str>, user_id: Option<&str>) -> bool {
 fn authorize_member_management(caller: &Caller, org_id: &str) {
     if !membership::caller_owns(caller, org_id) {
         error::denied(
-            format!("role \"{}\" may not manage the members of organization \"{org_id}\"", caller.role_name),
+            format!(
+                "role \"{}\" may not manage the members of organization \"{org_id}\"",
+                caller.role_name
+            ),
             "Only trusted callers and the organization's owners manage its members.",
         );
     }
@@ -216,7 +260,11 @@ fn authorize_member_management(caller: &Caller, org_id: &str) {
 /// an application's own). A new role name defines a new role. Trusted callers only.
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
-fn set_role_action(role: Option<&str>, action: Option<&str>, allowed: default!(Option<bool>, "true")) {
+fn set_role_action(
+    role: Option<&str>,
+    action: Option<&str>,
+    allowed: default!(Option<bool>, "true"),
+) {
     let caller = Caller::current();
     caller.require_trusted("set_role_action");
     let role = require_id("role", role);
@@ -230,8 +278,15 @@ fn set_role_action(role: Option<&str>, action: Option<&str>, allowed: default!(O
 /// The role-to-action mapping in force (customisations over the shipped defaults).
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
-fn list_role_actions(
-) -> TableIterator<'static, (name!(role, String), name!(action, String), name!(allowed, bool), name!(is_default, bool))> {
+fn list_role_actions() -> TableIterator<
+    'static,
+    (
+        name!(role, String),
+        name!(action, String),
+        name!(allowed, bool),
+        name!(is_default, bool),
+    ),
+> {
     let _caller = Caller::current();
     TableIterator::new(as_owner(storage::role_actions_list))
 }
@@ -334,7 +389,10 @@ fn create_api_key(
                 }
             } else if !membership::identity_may(org, caller.require_identity(), Action::Create) {
                 error::denied(
-                    format!("role \"{}\" may not create keys for organization \"{org}\"", caller.role_name),
+                    format!(
+                        "role \"{}\" may not create keys for organization \"{org}\"",
+                        caller.role_name
+                    ),
                     "Ask an owner to add you with a role that allows create (owner or admin).",
                 );
             }
@@ -395,7 +453,18 @@ type VerifyOut = (
 );
 
 fn not_found_row() -> VerifyOut {
-    (false, "KEY_NOT_FOUND".into(), None, None, None, None, None, None, None, None)
+    (
+        false,
+        "KEY_NOT_FOUND".into(),
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
 }
 
 /// Verify a presented key: exactly one row for any input.
@@ -428,8 +497,12 @@ fn verify(key: Option<&str>, required: Option<JsonB>) -> VerifyOut {
         check_permissions_shape("required_permissions", r);
     }
     // Shape and checksum first: a mistyped or made-up key never reaches a table.
-    let Some(digest) = key.and_then(keymat::check) else { return not_found_row() };
-    let Some(k) = as_owner(|| storage::key_for_verify(&digest, required)) else { return not_found_row() };
+    let Some(digest) = key.and_then(keymat::check) else {
+        return not_found_row();
+    };
+    let Some(k) = as_owner(|| storage::key_for_verify(&digest, required)) else {
+        return not_found_row();
+    };
     if k.revoked {
         return not_found_row();
     }
@@ -462,7 +535,9 @@ fn verify(key: Option<&str>, required: Option<JsonB>) -> VerifyOut {
 /// not read is answered exactly as a missing one (P0002); one it may read but not change
 /// is refused with 42501.
 fn authorize_key(caller: &Caller, key_id: Uuid, action: Action) -> KeyRow {
-    let Some(row) = storage::key_get(key_id) else { error::key_not_found() };
+    let Some(row) = storage::key_get(key_id) else {
+        error::key_not_found()
+    };
     if caller.trusted {
         return row;
     }
@@ -476,15 +551,27 @@ fn authorize_key(caller: &Caller, key_id: Uuid, action: Action) -> KeyRow {
     }
     if action != Action::Read && !may(action) {
         error::denied(
-            format!("role \"{}\" may not {} this key", caller.role_name, action.as_str()),
-            format!("Ask an owner for a role that allows {} on the organization's keys.", action.as_str()),
+            format!(
+                "role \"{}\" may not {} this key",
+                caller.role_name,
+                action.as_str()
+            ),
+            format!(
+                "Ask an owner for a role that allows {} on the organization's keys.",
+                action.as_str()
+            ),
         );
     }
     row
 }
 
 fn require_key_id(key_id: Option<Uuid>) -> Uuid {
-    key_id.unwrap_or_else(|| error::bad_arg("key_id must not be NULL", "Pass the key_id that create_api_key returned."))
+    key_id.unwrap_or_else(|| {
+        error::bad_arg(
+            "key_id must not be NULL",
+            "Pass the key_id that create_api_key returned.",
+        )
+    })
 }
 
 /// List keys' public fields (never a secret or digest).
@@ -500,11 +587,17 @@ fn list_api_keys(
     let rows = as_owner(|| match (org_id, user_id) {
         (Some(org), user) => {
             if caller.trusted && !membership::org_exists(org) {
-                error::not_found(format!("organization \"{org}\" does not exist"), "Check the organization id.");
+                error::not_found(
+                    format!("organization \"{org}\" does not exist"),
+                    "Check the organization id.",
+                );
             }
             if !membership::caller_may(&caller, org, Action::Read) {
                 error::denied(
-                    format!("role \"{}\" may not read the keys of organization \"{org}\"", caller.role_name),
+                    format!(
+                        "role \"{}\" may not read the keys of organization \"{org}\"",
+                        caller.role_name
+                    ),
                     "Ask an owner for a role that allows read.",
                 );
             }
@@ -516,7 +609,11 @@ fn list_api_keys(
             let identity = caller.require_identity();
             if user.is_some_and(|u| u != identity) {
                 error::denied(
-                    format!("role \"{}\" may not list the keys of user \"{}\"", caller.role_name, user.unwrap_or_default()),
+                    format!(
+                        "role \"{}\" may not list the keys of user \"{}\"",
+                        caller.role_name,
+                        user.unwrap_or_default()
+                    ),
                     "Leave user_id out to list your own keys.",
                 );
             }
@@ -529,7 +626,9 @@ fn list_api_keys(
 /// One key's public fields; P0002 when it does not exist or the caller may not read it.
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
-fn get_api_key(key_id: Option<Uuid>) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
+fn get_api_key(
+    key_id: Option<Uuid>,
+) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
     let caller = Caller::current();
     let key_id = require_key_id(key_id);
     let row = as_owner(|| authorize_key(&caller, key_id, Action::Read));
@@ -539,7 +638,9 @@ fn get_api_key(key_id: Option<Uuid>) -> SetOfIterator<'static, pgrx::composite_t
 /// Revoke a key: verify answers KEY_NOT_FOUND from now on; the row stays for history.
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
-fn revoke_api_key(key_id: Option<Uuid>) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
+fn revoke_api_key(
+    key_id: Option<Uuid>,
+) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
     let caller = Caller::current();
     let key_id = require_key_id(key_id);
     let row = as_owner(|| {

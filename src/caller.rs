@@ -62,8 +62,17 @@ impl Caller {
         let (role, _) = current_role();
         let role_name = role_name(role);
         let trusted = is_trusted(role);
-        let identity = if trusted { None } else { Some(role_name.clone()) };
-        Caller { role, role_name, trusted, identity }
+        let identity = if trusted {
+            None
+        } else {
+            Some(role_name.clone())
+        };
+        Caller {
+            role,
+            role_name,
+            trusted,
+            identity,
+        }
     }
 
     /// The identity of an ordinary caller, or 42501 when it has none.
@@ -105,7 +114,8 @@ fn extension_owner() -> pg_sys::Oid {
                 "Run CREATE EXTENSION pg_apikey in this database.",
             );
         }
-        let owner = (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_namespace>(tuple)).nspowner;
+        let owner =
+            (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_namespace>(tuple)).nspowner;
         pg_sys::ReleaseSysCache(tuple);
         owner
     }
@@ -132,7 +142,8 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     let owner = extension_owner();
     let (role, sec_context) = current_role();
     let _restore = RestoreUser { role, sec_context };
-    let restricted = (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
+    let restricted =
+        (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
     // SAFETY: owner is a valid role oid read from the catalog just above.
     unsafe { pg_sys::SetUserIdAndSecContext(owner, sec_context | restricted) };
     f()

@@ -15,13 +15,21 @@ pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<S
 /// 42501: the caller is not allowed.
 #[track_caller]
 pub fn denied(message: impl Into<String>, hint: impl Into<String>) -> ! {
-    raise(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, message, hint)
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        message,
+        hint,
+    )
 }
 
 /// 22023: a bad argument.
 #[track_caller]
 pub fn bad_arg(message: impl Into<String>, hint: impl Into<String>) -> ! {
-    raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, hint)
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        message,
+        hint,
+    )
 }
 
 /// P0002: an unknown organization or key (or one the caller may not see).

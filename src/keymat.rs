@@ -30,7 +30,9 @@ pub struct NewKey {
 
 pub fn is_valid_prefix(prefix: &str) -> bool {
     (1..=PREFIX_MAX).contains(&prefix.len())
-        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn is_base62(bytes: &[u8]) -> bool {
@@ -99,7 +101,9 @@ pub fn check(key: &str) -> Option<[u8; 32]> {
     let (body, sum) = bytes.split_at(body_len);
     let (prefix, secret) = body.split_at(prefix_len);
     // The prefix is ASCII when valid, so it is safe to view as str only after the check.
-    let prefix_ok = prefix.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-');
+    let prefix_ok = prefix
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-');
     if !prefix_ok || !is_base62(secret) || checksum(body) != sum {
         return None;
     }

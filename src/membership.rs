@@ -45,7 +45,10 @@ pub fn identity_may(org_id: &str, identity: &str, action: Action) -> bool {
 /// Whether the caller may perform `action` on `org_id`'s keys: trusted callers always.
 pub fn caller_may(caller: &Caller, org_id: &str, action: Action) -> bool {
     caller.trusted
-        || caller.identity.as_deref().is_some_and(|id| identity_may(org_id, id, action))
+        || caller
+            .identity
+            .as_deref()
+            .is_some_and(|id| identity_may(org_id, id, action))
 }
 
 /// Whether the caller may manage `org_id`'s members: trusted callers, and members whose

@@ -16,7 +16,10 @@ pub fn validate(value: &Value) -> Result<(), String> {
             return Err("resource names must not be empty".into());
         }
         let actions = actions.as_array().ok_or_else(|| {
-            format!("the actions of \"{resource}\" must be an array, got {}", kind(actions))
+            format!(
+                "the actions of \"{resource}\" must be an array, got {}",
+                kind(actions)
+            )
         })?;
         for action in actions {
             match action.as_str() {
@@ -48,12 +51,16 @@ fn kind(value: &Value) -> &'static str {
 /// Whether `granted` (NULL = nothing) satisfies every action in `required`.
 /// The same rule verify applies in SQL with `@>`; used by the tests to pin them together.
 pub fn satisfies(granted: Option<&Value>, required: &Value) -> bool {
-    let Some(required) = required.as_object() else { return false };
+    let Some(required) = required.as_object() else {
+        return false;
+    };
     required.iter().all(|(resource, actions)| {
-        let have = granted.and_then(|g| g.get(resource)).and_then(Value::as_array);
-        actions.as_array().is_some_and(|need| {
-            need.iter().all(|a| have.is_some_and(|h| h.contains(a)))
-        })
+        let have = granted
+            .and_then(|g| g.get(resource))
+            .and_then(Value::as_array);
+        actions
+            .as_array()
+            .is_some_and(|need| need.iter().all(|a| have.is_some_and(|h| h.contains(a))))
     })
 }
 
@@ -92,9 +99,15 @@ mod unit {
         let granted = json!({"mesa": ["admin"], "files": ["read", "write"]});
         assert!(satisfies(Some(&granted), &json!({})));
         assert!(satisfies(Some(&granted), &json!({"files": ["read"]})));
-        assert!(satisfies(Some(&granted), &json!({"files": ["write", "read"], "mesa": ["admin"]})));
+        assert!(satisfies(
+            Some(&granted),
+            &json!({"files": ["write", "read"], "mesa": ["admin"]})
+        ));
         assert!(!satisfies(Some(&granted), &json!({"files": ["delete"]})));
-        assert!(!satisfies(Some(&granted), &json!({"files": ["read"], "mesa": ["read"]})));
+        assert!(!satisfies(
+            Some(&granted),
+            &json!({"files": ["read"], "mesa": ["read"]})
+        ));
         assert!(!satisfies(Some(&granted), &json!({"other": ["read"]})));
         assert!(!satisfies(None, &json!({"files": ["read"]})));
         assert!(satisfies(None, &json!({})));

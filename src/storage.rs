@@ -59,11 +59,18 @@ pub fn run<R>(
 
 /// The first column of the first row, if any.
 fn one<T: FromDatum + IntoDatum>(stmt: &'static Stmt, args: &[DatumWithOid<'_>]) -> Option<T> {
-    run(stmt, args, |t| if t.is_empty() { None } else { t.first().get_one::<T>().ok().flatten() })
+    run(stmt, args, |t| {
+        if t.is_empty() {
+            None
+        } else {
+            t.first().get_one::<T>().ok().flatten()
+        }
+    })
 }
 
 fn col<T: FromDatum + IntoDatum>(row: &pgrx::spi::SpiHeapTupleData<'_>, i: usize) -> Option<T> {
-    row.get::<T>(i).unwrap_or_else(|e| panic!("pg_apikey: reading column {i}: {e}"))
+    row.get::<T>(i)
+        .unwrap_or_else(|e| panic!("pg_apikey: reading column {i}: {e}"))
 }
 
 const TEXT: pg_sys::Oid = pg_sys::TEXTOID;
@@ -100,11 +107,19 @@ pub fn org_insert(
     name: Option<&str>,
     created_by: &str,
 ) -> Option<(String, Option<String>, TimestampWithTimeZone)> {
-    run(&ORG_INSERT, &[id.into(), name.into(), created_by.into()], |t| {
-        t.into_iter().next().map(|r| {
-            (col::<String>(&r, 1).unwrap(), col::<String>(&r, 2), col(&r, 3).unwrap())
-        })
-    })
+    run(
+        &ORG_INSERT,
+        &[id.into(), name.into(), created_by.into()],
+        |t| {
+            t.into_iter().next().map(|r| {
+                (
+                    col::<String>(&r, 1).unwrap(),
+                    col::<String>(&r, 2),
+                    col(&r, 3).unwrap(),
+                )
+            })
+        },
+    )
 }
 
 // ---------------------------------------------------------------- members and roles
@@ -133,7 +148,8 @@ static ROLES_ALLOW: Stmt = Stmt {
 
 /// Whether any of `roles` allows `action`.
 pub fn roles_allow(roles: &[String], action: &str) -> bool {
-    !roles.is_empty() && one::<bool>(&ROLES_ALLOW, &[roles.to_vec().into(), action.into()]).unwrap_or(false)
+    !roles.is_empty()
+        && one::<bool>(&ROLES_ALLOW, &[roles.to_vec().into(), action.into()]).unwrap_or(false)
 }
 
 static ROLE_KNOWN: Stmt = Stmt {
@@ -157,15 +173,19 @@ pub fn member_upsert(
     user_id: &str,
     role: &str,
 ) -> (String, String, String, TimestampWithTimeZone) {
-    run(&MEMBER_UPSERT, &[org_id.into(), user_id.into(), role.into()], |t| {
-        let r = t.first();
-        (
-            r.get::<String>(1).unwrap().unwrap(),
-            r.get::<String>(2).unwrap().unwrap(),
-            r.get::<String>(3).unwrap().unwrap(),
-            r.get::<TimestampWithTimeZone>(4).unwrap().unwrap(),
-        )
-    })
+    run(
+        &MEMBER_UPSERT,
+        &[org_id.into(), user_id.into(), role.into()],
+        |t| {
+            let r = t.first();
+            (
+                r.get::<String>(1).unwrap().unwrap(),
+                r.get::<String>(2).unwrap().unwrap(),
+                r.get::<String>(3).unwrap().unwrap(),
+                r.get::<TimestampWithTimeZone>(4).unwrap().unwrap(),
+            )
+        },
+    )
 }
 
 static MEMBER_DELETE: Stmt = Stmt {
@@ -174,7 +194,9 @@ static MEMBER_DELETE: Stmt = Stmt {
 };
 
 pub fn member_delete(org_id: &str, user_id: &str) -> bool {
-    run(&MEMBER_DELETE, &[org_id.into(), user_id.into()], |t| t.len() > 0)
+    run(&MEMBER_DELETE, &[org_id.into(), user_id.into()], |t| {
+        t.len() > 0
+    })
 }
 
 static ROLE_ACTION_SET: Stmt = Stmt {
@@ -185,7 +207,11 @@ static ROLE_ACTION_SET: Stmt = Stmt {
 };
 
 pub fn role_action_set(role: &str, action: &str, allowed: bool) {
-    run(&ROLE_ACTION_SET, &[role.into(), action.into(), allowed.into()], |_| ())
+    run(
+        &ROLE_ACTION_SET,
+        &[role.into(), action.into(), allowed.into()],
+        |_| (),
+    )
 }
 
 static ROLE_ACTIONS_LIST: Stmt = Stmt {
@@ -267,8 +293,22 @@ static KEY_INSERT: Stmt = Stmt {
           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
           RETURNING id, created_at",
     args: &[
-        BYTEA, TEXT, TEXT, TEXT, TEXT, TEXT, TIMESTAMPTZ, JSONB, JSONB, INT8, INT8, INTERVAL, INT4,
-        INTERVAL, TEXT, TEXT,
+        BYTEA,
+        TEXT,
+        TEXT,
+        TEXT,
+        TEXT,
+        TEXT,
+        TIMESTAMPTZ,
+        JSONB,
+        JSONB,
+        INT8,
+        INT8,
+        INTERVAL,
+        INT4,
+        INTERVAL,
+        TEXT,
+        TEXT,
     ],
 };
 
@@ -293,7 +333,10 @@ pub fn key_insert(k: NewKeyRow<'_>) -> (Uuid, TimestampWithTimeZone) {
     ];
     run(&KEY_INSERT, &args, |t| {
         let r = t.first();
-        (r.get::<Uuid>(1).unwrap().unwrap(), r.get::<TimestampWithTimeZone>(2).unwrap().unwrap())
+        (
+            r.get::<Uuid>(1).unwrap().unwrap(),
+            r.get::<TimestampWithTimeZone>(2).unwrap().unwrap(),
+        )
     })
 }
 
@@ -342,7 +385,11 @@ pub fn key_for_verify(digest: &[u8], required: Option<JsonB>) -> Option<VerifyRo
 }
 
 static KEY_GET: Stmt = Stmt {
-    sql: concat!("SELECT k.org_id, k.user_id, ", key_info!(), " FROM apikey.keys k WHERE k.id = $1"),
+    sql: concat!(
+        "SELECT k.org_id, k.user_id, ",
+        key_info!(),
+        " FROM apikey.keys k WHERE k.id = $1"
+    ),
     args: &[UUID],
 };
 
@@ -405,7 +452,12 @@ static KEY_REVOKE: Stmt = Stmt {
 
 /// Mark a key revoked (the first revocation's time and role are kept).
 pub fn key_revoke(key_id: Uuid, by_role: &str, by_identity: Option<&str>) -> Option<KeyRow> {
-    run(&KEY_REVOKE, &[key_id.into(), by_role.into(), by_identity.into()], key_rows).pop()
+    run(
+        &KEY_REVOKE,
+        &[key_id.into(), by_role.into(), by_identity.into()],
+        key_rows,
+    )
+    .pop()
 }
 
 static KEY_DELETE: Stmt = Stmt {
@@ -425,7 +477,9 @@ static EXPIRED_ORGS: Stmt = Stmt {
 
 /// The organizations that have expired keys.
 pub fn orgs_with_expired_keys() -> Vec<String> {
-    run(&EXPIRED_ORGS, &[], |t| t.into_iter().filter_map(|r| col::<String>(&r, 1)).collect())
+    run(&EXPIRED_ORGS, &[], |t| {
+        t.into_iter().filter_map(|r| col::<String>(&r, 1)).collect()
+    })
 }
 
 static DELETE_EXPIRED: Stmt = Stmt {
@@ -436,5 +490,9 @@ static DELETE_EXPIRED: Stmt = Stmt {
 
 /// Delete expired keys: all of them when `all`, else `user_id`'s own and those of `orgs`.
 pub fn delete_expired(all: bool, user_id: Option<&str>, orgs: Vec<String>) -> i64 {
-    run(&DELETE_EXPIRED, &[all.into(), user_id.into(), orgs.into()], |t| t.len() as i64)
+    run(
+        &DELETE_EXPIRED,
+        &[all.into(), user_id.into(), orgs.into()],
+        |t| t.len() as i64,
+    )
 }

@@ -1,0 +1,245 @@
+// `#[pg_test]`s: the inside of the extension, run in a real PostgreSQL as a superuser.
+// Multi-role behaviour over real connections lives in `tests/integration`, and the
+// documented SQL behaviour in `tests/pg_regress`.
+use pgrx::prelude::*;
+
+/// The SQLSTATE a statement raises ('00000' when it succeeds), caught in a
+/// subtransaction so the test's transaction goes on.
+fn sqlstate_of(sql: &str) -> String {
+    let defined = Spi::get_one::<bool>("SELECT to_regprocedure('pg_temp.sqlstate_of(text)') IS NOT NULL").unwrap();
+    if defined != Some(true) {
+        Spi::run(
+        "CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$ \
+         BEGIN EXECUTE q; RETURN '00000'; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$",
+    )
+    .unwrap();
+    }
+    Spi::get_one_with_args::<String>("SELECT pg_temp.sqlstate_of($1)", &[sql.into()])
+        .unwrap()
+        .unwrap()
+}
+
+fn org(id: &str) {
+    Spi::run_with_args("SELECT apikey.create_organization($1)", &[id.into()]).unwrap();
+}
+
+/// Create a key as the test's superuser; returns (key_id, key).
+fn org_key(org_id: &str, permissions: &str) -> (pgrx::Uuid, String) {
+    let (id, key) = Spi::get_two_with_args::<pgrx::Uuid, String>(
+        "SELECT key_id, key FROM apikey.create_api_key(org_id => $1, permissions => $2::jsonb)",
+        &[org_id.into(), permissions.into()],
+    )
+    .unwrap();
+    (id.unwrap(), key.unwrap())
+}
+
+fn code_of(key: &str) -> String {
+    Spi::get_one_with_args::<String>("SELECT code FROM apikey.verify_api_key($1)", &[key.into()])
+        .unwrap()
+        .unwrap()
+}
+
+#[pg_test]
+fn org_key_without_user_for_superuser_verifies_as_org_owned() {
+    org("acme");
+    let (id, key) = org_key("acme", r#"{"mesa": ["admin"]}"#);
+    let (valid, code) = Spi::get_two_with_args::<bool, String>(
+        "SELECT valid, code FROM apikey.verify_api_key($1)",
+        &[key.as_str().into()],
+    )
+    .unwrap();
+    assert_eq!((valid, code.as_deref()), (Some(true), Some("VALID")));
+    let row = Spi::get_three_with_args::<String, String, pgrx::JsonB>(
+        "SELECT org_id, user_id, permissions FROM apikey.verify_api_key($1)",
+        &[key.as_str().into()],
+    )
+    .unwrap();
+    assert_eq!(row.0.as_deref(), Some("acme"));
+    assert_eq!(row.1, None);
+    assert_eq!(row.2.unwrap().0, serde_json::json!({"mesa": ["admin"]}));
+    let got = Spi::get_one_with_args::<pgrx::Uuid>("SELECT key_id FROM apikey.verify_api_key($1)", &[key.as_str().into()]).unwrap();
+    assert_eq!(got, Some(id));
+}
+
+#[pg_test]
+fn stored_row_holds_digest_prefix_start_but_never_the_key() {
+    org("acme");
+    let (id, key) = org_key("acme", "{}");
+    let digest_ok = Spi::get_one_with_args::<bool>(
+        "SELECT digest = sha256(convert_to($2, 'UTF8')) FROM apikey.keys WHERE id = $1",
+        &[id.into(), key.as_str().into()],
+    )
+    .unwrap();
+    assert_eq!(digest_ok, Some(true));
+    let secret = &key[3..key.len() - 6];
+    let leaks = Spi::get_one_with_args::<i64>(
+        "SELECT count(*) FROM apikey.keys k WHERE strpos(k::text, $1) > 0",
+        &[secret.into()],
+    )
+    .unwrap();
+    assert_eq!(leaks, Some(0));
+    let (prefix, start) = Spi::get_two_with_args::<String, String>(
+        "SELECT prefix, start FROM apikey.keys WHERE id = $1",
+        &[id.into()],
+    )
+    .unwrap();
+    assert_eq!(prefix.as_deref(), Some("ak_"));
+    assert_eq!(start.as_deref(), Some(&key[..7]));
+}
+
+#[pg_test]
+fn verify_codes_follow_the_contract_order() {
+    org("acme");
+    let (id, key) = org_key("acme", r#"{"files": ["read"]}"#);
+    assert_eq!(code_of(&key), "VALID");
+    let insufficient = Spi::get_one_with_args::<String>(
+        "SELECT code FROM apikey.verify_api_key($1, '{\"files\": [\"write\"]}')",
+        &[key.as_str().into()],
+    )
+    .unwrap();
+    assert_eq!(insufficient.as_deref(), Some("INSUFFICIENT_PERMISSIONS"));
+    // Expired outranks insufficient permissions; disabled outranks expired.
+    Spi::run_with_args("UPDATE apikey.keys SET expires_at = now() - interval '1 second' WHERE id = $1", &[id.into()]).unwrap();
+    let expired = Spi::get_one_with_args::<String>(
+        "SELECT code FROM apikey.verify_api_key($1, '{\"files\": [\"write\"]}')",
+        &[key.as_str().into()],
+    )
+    .unwrap();
+    assert_eq!(expired.as_deref(), Some("KEY_EXPIRED"));
+    Spi::run_with_args("UPDATE apikey.keys SET enabled = false WHERE id = $1", &[id.into()]).unwrap();
+    assert_eq!(code_of(&key), "KEY_DISABLED");
+    Spi::run_with_args("SELECT apikey.revoke_api_key($1)", &[id.into()]).unwrap();
+    assert_eq!(code_of(&key), "KEY_NOT_FOUND");
+}
+
+#[pg_test]
+fn garbage_keys_get_one_not_found_row() {
+    org("acme");
+    let (_, key) = org_key("acme", "{}");
+    let mut changed = key.clone().into_bytes();
+    changed[10] = if changed[10] == b'a' { b'b' } else { b'a' };
+    let changed = String::from_utf8(changed).unwrap();
+    for bad in ["", "ak_", "ключ-🔑", changed.as_str(), &"x".repeat(100_000)] {
+        let rows = Spi::get_two_with_args::<i64, String>(
+            "SELECT count(*), min(code) FROM apikey.verify_api_key($1)",
+            &[bad.into()],
+        )
+        .unwrap();
+        assert_eq!((rows.0, rows.1.as_deref()), (Some(1), Some("KEY_NOT_FOUND")), "input {bad:.20}");
+    }
+    let null = Spi::get_one::<String>("SELECT code FROM apikey.verify_api_key(NULL)").unwrap();
+    assert_eq!(null.as_deref(), Some("KEY_NOT_FOUND"));
+}
+
+#[pg_test]
+fn well_formed_unknown_key_is_not_found() {
+    // A key with a valid checksum that was never stored.
+    let made = crate::keymat::generate("ak_").unwrap();
+    assert_eq!(code_of(&made.key), "KEY_NOT_FOUND");
+}
+
+#[pg_test]
+fn malformed_required_permissions_raise_22023_even_for_a_bad_key() {
+    assert_eq!(sqlstate_of("SELECT * FROM apikey.verify_api_key('nope', '[\"read\"]')"), "22023");
+    assert_eq!(sqlstate_of("SELECT * FROM apikey.verify_api_key('nope', '{\"a\": \"read\"}')"), "22023");
+    assert_eq!(sqlstate_of("SELECT * FROM apikey.verify_api_key('nope', '{\"a\": [\"read\"]}')"), "00000");
+}
+
+#[pg_test]
+fn errors_restore_the_callers_user_id() {
+    let before = Spi::get_one::<String>("SELECT current_user::text").unwrap();
+    // P0002 raised from inside the owner switch.
+    assert_eq!(sqlstate_of("SELECT apikey.create_api_key(org_id => 'no-such-org')"), "P0002");
+    let after = Spi::get_one::<String>("SELECT current_user::text").unwrap();
+    assert_eq!(before, after);
+    Spi::run("CREATE ROLE pgtest_plain").unwrap();
+    Spi::run("SET ROLE pgtest_plain").unwrap();
+    assert_eq!(sqlstate_of("SELECT apikey.get_api_key(gen_random_uuid())"), "P0002");
+    let still = Spi::get_one::<String>("SELECT current_user::text").unwrap();
+    assert_eq!(still.as_deref(), Some("pgtest_plain"));
+    Spi::run("RESET ROLE").unwrap();
+}
+
+#[pg_test]
+fn kept_plans_survive_drop_and_create_extension() {
+    org("acme");
+    let (_, key) = org_key("acme", "{}");
+    assert_eq!(code_of(&key), "VALID");
+    Spi::run("DROP EXTENSION pg_apikey").unwrap();
+    Spi::run("CREATE EXTENSION pg_apikey").unwrap();
+    // Same backend, same kept plans: the new, empty tables answer.
+    assert_eq!(code_of(&key), "KEY_NOT_FOUND");
+    org("acme");
+    let (_, again) = org_key("acme", "{}");
+    assert_eq!(code_of(&again), "VALID");
+}
+
+#[pg_test]
+fn every_function_is_commented_invoker_and_pins_search_path() {
+    let bad = Spi::get_one::<i64>(
+        "SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'apikey'::regnamespace \
+         AND (obj_description(p.oid, 'pg_proc') IS NULL OR p.prosecdef \
+              OR NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false))",
+    )
+    .unwrap();
+    assert_eq!(bad, Some(0));
+    let n = Spi::get_one::<i64>("SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'apikey'::regnamespace").unwrap();
+    assert!(n.unwrap() >= 12);
+}
+
+#[pg_test]
+fn tables_are_closed_to_public() {
+    let open = Spi::get_one::<i64>(
+        "SELECT count(*) FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a \
+         WHERE c.relnamespace = 'apikey'::regnamespace AND c.relkind = 'r' AND a.grantee = 0",
+    )
+    .unwrap();
+    assert_eq!(open, Some(0));
+    let config = Spi::get_one::<i64>(
+        "SELECT cardinality(extconfig)::bigint FROM pg_extension WHERE extname = 'pg_apikey'",
+    )
+    .unwrap();
+    assert_eq!(config, Some(4));
+}
+
+#[pg_test]
+fn service_role_exists_and_cannot_log_in() {
+    let can_login = Spi::get_one::<bool>("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'apikey_service'").unwrap();
+    assert_eq!(can_login, Some(false));
+}
+
+#[pg_test]
+fn trusted_caller_naming_no_owner_is_22023_and_bad_arguments_are_22023() {
+    org("acme");
+    for sql in [
+        "SELECT apikey.create_api_key()",
+        "SELECT apikey.create_api_key(org_id => 'acme', prefix => '')",
+        "SELECT apikey.create_api_key(org_id => 'acme', prefix => 'has space')",
+        "SELECT apikey.create_api_key(org_id => 'acme', prefix => repeat('a', 33))",
+        "SELECT apikey.create_api_key(org_id => 'acme', remaining => -1)",
+        "SELECT apikey.create_api_key(org_id => 'acme', refill_amount => 10)",
+        "SELECT apikey.create_api_key(org_id => 'acme', refill_interval => '1 day')",
+        "SELECT apikey.create_api_key(org_id => 'acme', expires_at => now() - interval '1 minute')",
+        "SELECT apikey.create_api_key(org_id => 'acme', permissions => '[\"admin\"]')",
+        "SELECT apikey.create_api_key(org_id => 'acme', rate_limit_max => 5)",
+        "SELECT apikey.create_api_key(org_id => 'acme', rate_limit_max => 0, rate_limit_window => '1 minute')",
+    ] {
+        assert_eq!(sqlstate_of(sql), "22023", "{sql}");
+    }
+    assert_eq!(sqlstate_of("SELECT apikey.create_api_key(org_id => 'acme', prefix => repeat('a', 32))"), "00000");
+    // Nothing was written by the refused calls.
+    let n = Spi::get_one::<i64>("SELECT count(*) FROM apikey.keys").unwrap();
+    assert_eq!(n, Some(1));
+}
+
+#[pg_test]
+fn default_prefix_setting_applies_to_the_next_call() {
+    org("acme");
+    Spi::run("SET apikey.default_prefix = 'sk_test_'").unwrap();
+    let key = Spi::get_one::<String>("SELECT key FROM apikey.create_api_key(org_id => 'acme')").unwrap().unwrap();
+    assert!(key.starts_with("sk_test_"), "{key}");
+    assert_eq!(code_of(&key), "VALID");
+    Spi::run("RESET apikey.default_prefix").unwrap();
+    let key = Spi::get_one::<String>("SELECT key FROM apikey.create_api_key(org_id => 'acme')").unwrap().unwrap();
+    assert!(key.starts_with("ak_"), "{key}");
+}

@@ -1,1 +1,0 @@
-//! Shared helpers live in tests/common.rs; this crate has only integration tests.
