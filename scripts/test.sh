@@ -15,15 +15,18 @@ REGRESS="$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress"
 
 cleanup() { stop_cluster "$TEST_DIR"; }
 trap cleanup EXIT
+SUMMARY="$(mktemp)"
+# Run a test step, keeping its output for the closing count.
+counted() { "$@" 2>&1 | tee -a "$SUMMARY"; }
 
 ensure_deps
 
 log "unit tests and #[pg_test]s (cargo pgrx test pg${PG_MAJOR})"
 rm -rf "$PGTEST_DATA"
 if [ "$(id -u)" = 0 ]; then
-    (cd "$ROOT" && cargo pgrx test "pg${PG_MAJOR}" --runas postgres --pgdata "$PGTEST_DATA")
+    (cd "$ROOT" && counted cargo pgrx test "pg${PG_MAJOR}" --runas postgres --pgdata "$PGTEST_DATA")
 else
-    (cd "$ROOT" && cargo pgrx test "pg${PG_MAJOR}")
+    (cd "$ROOT" && counted cargo pgrx test "pg${PG_MAJOR}")
 fi
 
 install_extension
@@ -35,7 +38,7 @@ start_cluster "$TEST_DIR" "$TEST_PORT"
 log "pg_regress: tests/pg_regress"
 OUT="$TEST_DIR/regress"
 mkdir -p "$OUT"
-if ! "$REGRESS" --host="$TEST_DIR/sock" --port="$TEST_PORT" --user=postgres \
+if ! counted "$REGRESS" --host="$TEST_DIR/sock" --port="$TEST_PORT" --user=postgres \
         --inputdir="$ROOT/tests/pg_regress" --outputdir="$OUT" \
         --schedule="$ROOT/tests/pg_regress/schedule" --dbname=pg_apikey_regress; then
     cat "$OUT/regression.diffs" >&2 || true
@@ -46,6 +49,9 @@ log "integration tests: several roles over real connections"
 "$PG_BIN/psql" -X -q -h "$TEST_DIR/sock" -p "$TEST_PORT" -U postgres -d postgres \
     -c "CREATE DATABASE pg_apikey_it" -c "\\c pg_apikey_it" -c "CREATE EXTENSION pg_apikey"
 (cd "$ROOT" && PGAPIKEY_TEST_HOST="$TEST_DIR/sock" PGAPIKEY_TEST_PORT="$TEST_PORT" PGAPIKEY_TEST_DB=pg_apikey_it \
-    cargo test -p pg_apikey_integration)
+    counted cargo test -p pg_apikey_integration)
 
-log "all pg_apikey tests passed"
+rust=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$SUMMARY" | awk '{s += $4} END {print s + 0}')
+regress=$(grep -Ec '^(ok|test) .*[. ] ok ' "$SUMMARY" || true)
+log "all pg_apikey tests passed: $rust Rust tests (unit, #[pg_test], integration), $regress pg_regress files"
+echo "pg_apikey: $((rust + regress)) passed, 0 failed"
