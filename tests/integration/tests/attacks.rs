@@ -152,7 +152,8 @@ fn shadowing_functions_and_operators_on_search_path_changes_nothing() {
     let schema = format!("{t}_evil");
     // Every shadow, if the extension ever called it, would fail loudly.
     c.batch_execute(&format!(
-        "CREATE SCHEMA \"{schema}\";
+        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE;
+         CREATE SCHEMA \"{schema}\";
          CREATE FUNCTION \"{schema}\".always(a text, b text) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadow text = called'; END $$;
          CREATE OPERATOR \"{schema}\".= (LEFTARG = text, RIGHTARG = text, FUNCTION = \"{schema}\".always);
          CREATE FUNCTION \"{schema}\".contains(a jsonb, b jsonb) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadow @> called'; END $$;

@@ -14,16 +14,54 @@ fn env(name: &str) -> String {
     })
 }
 
-/// Connect as `role` (which must have LOGIN).
+/// Connect as `role` (which must have LOGIN) to the test database.
 pub fn connect(role: &str) -> Client {
+    connect_db(role, &env("PGAPIKEY_TEST_DB"))
+}
+
+/// Connect as `role` to database `db` of the scratch cluster.
+pub fn connect_db(role: &str, db: &str) -> Client {
     let conf = format!(
         "host={} port={} dbname={} user={} application_name=pg_apikey_it",
         env("PGAPIKEY_TEST_HOST"),
         env("PGAPIKEY_TEST_PORT"),
-        env("PGAPIKEY_TEST_DB"),
+        db,
         role
     );
-    Client::connect(&conf, NoTls).unwrap_or_else(|e| panic!("connect as {role}: {e}"))
+    Client::connect(&conf, NoTls).unwrap_or_else(|e| panic!("connect as {role} to {db}: {e}"))
+}
+
+/// Run a PostgreSQL client program (pg_dump, psql) against the scratch cluster as the
+/// superuser; panics with its stderr when it fails.
+pub fn client_program(program: &str, args: &[&str]) -> String {
+    let bin = format!("/usr/lib/postgresql/15/bin/{program}");
+    let out = std::process::Command::new(&bin)
+        .args([
+            "-h",
+            &env("PGAPIKEY_TEST_HOST"),
+            "-p",
+            &env("PGAPIKEY_TEST_PORT"),
+            "-U",
+            "postgres",
+        ])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {bin}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{program} {args:?} failed: {stderr}");
+    assert!(
+        !stderr.contains("ERROR"),
+        "{program} {args:?} reported: {stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A fresh, empty database (pg_apikey not installed).
+pub fn fresh_db(su: &mut Client, name: &str) {
+    su.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\""))
+        .unwrap();
+    su.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .unwrap();
 }
 
 /// The bootstrap superuser of the scratch cluster.
@@ -31,11 +69,14 @@ pub fn superuser() -> Client {
     connect("postgres")
 }
 
-/// A fresh LOGIN role named `<test>_<name>`, so that parallel tests never share one.
+/// A LOGIN role named `<test>_<name>`, so that parallel tests never share one. Roles
+/// are cluster-wide: on a cluster that already has it, the role is reused with its
+/// settings reset. (The tests expect a fresh database, which `scripts/test.sh` makes.)
 pub fn login_role(su: &mut Client, test: &str, name: &str) -> String {
     let role = format!("{test}_{name}");
     su.batch_execute(&format!(
-        "DROP ROLE IF EXISTS \"{role}\"; CREATE ROLE \"{role}\" LOGIN"
+        "DO $$ BEGIN CREATE ROLE \"{role}\" LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         ALTER ROLE \"{role}\" RESET ALL;"
     ))
     .unwrap();
     role
