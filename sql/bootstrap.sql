@@ -112,6 +112,9 @@ CREATE TABLE apikey.keys (
     revoked_at          timestamptz,
     revoked_by_role     text,
     revoked_by_identity text,
+    -- Rotation links: the key this one replaced, and the key that replaced this one.
+    rotated_from        uuid,
+    replaced_by         uuid,
     CHECK (org_id IS NOT NULL OR user_id IS NOT NULL),
     CHECK ((refill_amount IS NULL) OPERATOR(pg_catalog.=) (refill_interval IS NULL)),
     CHECK ((rate_limit_max IS NULL) OPERATOR(pg_catalog.=) (rate_limit_window IS NULL))
@@ -143,15 +146,39 @@ CREATE TYPE apikey.key_info AS (
     last_used_at        timestamptz,
     revoked_at          timestamptz,
     created_by_role     text,
-    created_by_identity text
+    created_by_identity text,
+    updated_at          timestamptz,
+    rotated_from        uuid,
+    replaced_by         uuid
 );
 
+-- Every management action, with who did it and what changed (never a secret). Verify
+-- writes no rows here. Read it with apikey.list_audit_events.
+CREATE TABLE apikey.audit_log (
+    id             bigserial PRIMARY KEY,
+    at             timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    action         text NOT NULL,
+    org_id         text,
+    key_id         uuid,
+    subject        text,
+    actor_role     text NOT NULL,
+    actor_identity text,
+    details        jsonb NOT NULL DEFAULT '{}'::jsonb
+);
+CREATE INDEX audit_log_org_id_idx ON apikey.audit_log (org_id, id);
+CREATE INDEX audit_log_key_id_idx ON apikey.audit_log (key_id);
+COMMENT ON TABLE apikey.audit_log IS
+    'Management actions on organizations, members and keys. Read through apikey.list_audit_events.';
+
 -- Closed to everyone but the owner: all access goes through the functions.
-REVOKE ALL ON TABLE apikey.organizations, apikey.member_role_actions, apikey.members, apikey.keys
-    FROM PUBLIC;
+REVOKE ALL ON TABLE apikey.organizations, apikey.member_role_actions, apikey.members, apikey.keys,
+    apikey.audit_log FROM PUBLIC;
+REVOKE ALL ON SEQUENCE apikey.audit_log_id_seq FROM PUBLIC;
 
 -- pg_dump keeps keys, organizations, memberships and customised role mappings.
 SELECT pg_catalog.pg_extension_config_dump('apikey.organizations', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.members', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.member_role_actions', 'WHERE NOT is_default');
+SELECT pg_catalog.pg_extension_config_dump('apikey.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.audit_log_id_seq', '');

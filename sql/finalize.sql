@@ -19,7 +19,7 @@ COMMENT ON FUNCTION apikey.create_api_key(text, text, text, text, timestamptz, j
 'Create an API key and return it in plaintext, once. org_id: an organization key (trusted callers need no user; ordinary callers need a role allowing create). user_id alone: a user key (ordinary callers only for themselves). Policy fields (permissions, remaining, refill_*, rate_limit_*) need a trusted caller.';
 
 COMMENT ON FUNCTION apikey.verify_api_key(text, jsonb) IS
-'Verify a presented key: one row for any input, code VALID, KEY_NOT_FOUND, KEY_DISABLED, KEY_EXPIRED or INSUFFICIENT_PERMISSIONS. required_permissions: every listed action must be granted. Raises 22023 only for malformed required_permissions.';
+'Verify a presented key: one row for any input. code: VALID, KEY_NOT_FOUND, KEY_DISABLED, KEY_EXPIRED, INSUFFICIENT_PERMISSIONS, RATE_LIMITED, USAGE_EXCEEDED (checked in that order). A VALID use spends one of remaining and counts toward the rate limit, atomically; remaining is what is left after this call; retry_after says when a refused key may succeed. Raises 22023 only for malformed required_permissions.';
 
 COMMENT ON FUNCTION apikey.list_api_keys(text, text) IS
 'Public fields of keys (never secrets or digests). org_id: that organization''s keys (needs read). No org_id: your own user keys; a trusted caller sees all keys, or one user''s with user_id.';
@@ -35,3 +35,12 @@ COMMENT ON FUNCTION apikey.delete_api_key(uuid) IS
 
 COMMENT ON FUNCTION apikey.delete_expired_api_keys() IS
 'Delete the expired keys the caller may delete (all of them for a trusted caller); returns how many.';
+
+COMMENT ON FUNCTION apikey.update_api_key(uuid, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, boolean, text[]) IS
+'Change a key''s settings: only the arguments given change; clear => ''{expires_at,...}'' sets fields back to NULL. Policy fields need a trusted caller; org keys need the update action. Applies to the very next verify.';
+
+COMMENT ON FUNCTION apikey.rotate_api_key(uuid, interval) IS
+'Replace a key with a new one (new id and secret, same owner and settings), returned in plaintext once. The old key verifies for grace more (default 0), then answers KEY_EXPIRED; the two are linked by rotated_from/replaced_by.';
+
+COMMENT ON FUNCTION apikey.list_audit_events(text, timestamptz) IS
+'Management actions (organizations, members, role mapping, key create/update/rotate/revoke/delete) with the calling role, identity, time and what changed; never a secret. Trusted callers read all; an organization''s owners read its events.';

@@ -6,6 +6,7 @@
 use pgrx::datum::{Interval, JsonB, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, Uuid};
+use serde_json::json;
 
 use crate::caller::{as_owner, Caller};
 use crate::error;
@@ -63,8 +64,10 @@ fn now() -> i64 {
     unsafe { pg_sys::GetCurrentTimestamp() }
 }
 
-/// The checks every setting of `create_api_key` (and later `update_api_key`) must pass.
+/// The settings of a key that `create_api_key` and `update_api_key` take.
+#[derive(Default)]
 struct Policy<'a> {
+    name: Option<&'a str>,
     expires_at: Option<TimestampWithTimeZone>,
     permissions: Option<&'a JsonB>,
     metadata: Option<&'a JsonB>,
@@ -74,6 +77,10 @@ struct Policy<'a> {
     rate_limit_max: Option<i32>,
     rate_limit_window: Option<Interval>,
 }
+
+/// The fields that grant power or spend money: trusted callers only.
+const POLICY_FIELDS: &str =
+    "permissions, remaining, refill_amount, refill_interval, rate_limit_max, rate_limit_window";
 
 impl Policy<'_> {
     /// Whether any field that grants power or spends money is given.
@@ -86,7 +93,8 @@ impl Policy<'_> {
             || self.rate_limit_window.is_some()
     }
 
-    fn validate(&self) {
+    /// Checks of each given value on its own.
+    fn validate_values(&self) {
         if let Some(exp) = self.expires_at {
             if pg_sys::TimestampTz::from(exp) <= now() {
                 error::bad_arg(
@@ -112,12 +120,6 @@ impl Policy<'_> {
                 "Pass 0 or more, or NULL for unlimited use.",
             );
         }
-        if self.refill_amount.is_some() != self.refill_interval.is_some() {
-            error::bad_arg(
-                "refill_amount and refill_interval go together",
-                "Pass both (e.g. refill_amount => 1000, refill_interval => '1 day') or neither.",
-            );
-        }
         if self.refill_amount.is_some_and(|r| r < 0) {
             error::bad_arg("refill_amount must not be negative", "Pass 0 or more.");
         }
@@ -129,12 +131,6 @@ impl Policy<'_> {
             error::bad_arg(
                 "refill_interval must be positive",
                 "Pass an interval such as '1 day'.",
-            );
-        }
-        if self.rate_limit_max.is_some() != self.rate_limit_window.is_some() {
-            error::bad_arg(
-                "rate_limit_max and rate_limit_window go together",
-                "Pass both (e.g. rate_limit_max => 100, rate_limit_window => '1 minute') or neither.",
             );
         }
         if self.rate_limit_max.is_some_and(|m| m <= 0) {
@@ -151,10 +147,36 @@ impl Policy<'_> {
             );
         }
     }
+
+    /// Checks of the settings a key ends up with: the pairs that go together.
+    fn validate_pairs(&self) {
+        if self.refill_amount.is_some() != self.refill_interval.is_some() {
+            error::bad_arg(
+                "refill_amount and refill_interval go together",
+                "Pass both (e.g. refill_amount => 1000, refill_interval => '1 day') or neither.",
+            );
+        }
+        if self.rate_limit_max.is_some() != self.rate_limit_window.is_some() {
+            error::bad_arg(
+                "rate_limit_max and rate_limit_window go together",
+                "Pass both (e.g. rate_limit_max => 100, rate_limit_window => '1 minute') or neither.",
+            );
+        }
+    }
 }
 
-fn clone_json(j: &Option<JsonB>) -> Option<JsonB> {
-    j.as_ref().map(|j| JsonB(j.0.clone()))
+/// 42501 for an ordinary caller that sets (or clears) a policy field.
+fn forbid_policy_fields(caller: &Caller, sets_policy: bool) {
+    if sets_policy && !caller.trusted {
+        error::denied(
+            format!("role \"{}\" may not set policy fields ({POLICY_FIELDS})", caller.role_name),
+            "Leave them out to get the defaults, or ask a trusted caller (the service role) to set them.",
+        );
+    }
+}
+
+fn clone_json(j: Option<&JsonB>) -> Option<JsonB> {
+    j.map(|j| JsonB(j.0.clone()))
 }
 
 // ---------------------------------------------------------------- organizations
@@ -176,7 +198,19 @@ fn create_organization(
     let caller = Caller::current();
     caller.require_trusted("create_organization");
     let id = require_id("organization id", id);
-    let row = as_owner(|| storage::org_insert(id, name, &caller.role_name));
+    let row = as_owner(|| {
+        let row = storage::org_insert(id, name, &caller.role_name);
+        if row.is_some() {
+            storage::audit(
+                "org_created",
+                Some(id),
+                None,
+                &caller.actor(),
+                json!({"name": name}),
+            );
+        }
+        row
+    });
     match row {
         Some(row) => TableIterator::once(row),
         None => error::raise(
@@ -216,7 +250,15 @@ fn add_member(
                 "Use owner, admin or member, or define the role first with apikey.set_role_action.",
             );
         }
-        storage::member_upsert(org_id, user_id, role)
+        let row = storage::member_upsert(org_id, user_id, role);
+        storage::audit(
+            "member_added",
+            Some(org_id),
+            Some(user_id),
+            &caller.actor(),
+            json!({"role": role}),
+        );
+        row
     });
     TableIterator::once(row)
 }
@@ -231,7 +273,17 @@ fn remove_member(org_id: Option<&str>, user_id: Option<&str>) -> bool {
     let user_id = require_id("user_id", user_id);
     as_owner(|| {
         authorize_member_management(&caller, org_id);
-        storage::member_delete(org_id, user_id)
+        let removed = storage::member_delete(org_id, user_id);
+        if removed {
+            storage::audit(
+                "member_removed",
+                Some(org_id),
+                Some(user_id),
+                &caller.actor(),
+                json!({}),
+            );
+        }
+        removed
     })
 }
 
@@ -272,7 +324,16 @@ fn set_role_action(
     let Some(allowed) = allowed else {
         error::bad_arg("allowed must not be NULL", "Pass true or false.")
     };
-    as_owner(|| storage::role_action_set(role, action, allowed));
+    as_owner(|| {
+        storage::role_action_set(role, action, allowed);
+        storage::audit(
+            "role_action_set",
+            None,
+            Some(role),
+            &caller.actor(),
+            json!({"action": action, "allowed": allowed}),
+        );
+    });
 }
 
 /// The role-to-action mapping in force (customisations over the shipped defaults).
@@ -333,6 +394,7 @@ fn create_api_key(
 > {
     let caller = Caller::current();
     let policy = Policy {
+        name,
         expires_at,
         permissions: permissions.as_ref(),
         metadata: metadata.as_ref(),
@@ -342,16 +404,9 @@ fn create_api_key(
         rate_limit_max,
         rate_limit_window,
     };
-    if policy.sets_policy_field() && !caller.trusted {
-        error::denied(
-            format!(
-                "role \"{}\" may not set policy fields (permissions, remaining, refill_amount, refill_interval, rate_limit_max, rate_limit_window)",
-                caller.role_name
-            ),
-            "Leave them out to get the defaults, or ask a trusted caller (the service role) to set them.",
-        );
-    }
-    policy.validate();
+    forbid_policy_fields(&caller, policy.sets_policy_field());
+    policy.validate_values();
+    policy.validate_pairs();
     let prefix = check_prefix(prefix);
     let org_id = optional_id("org_id", org_id);
     let user_id = optional_id("user_id", user_id);
@@ -370,13 +425,7 @@ fn create_api_key(
         (_, u, _) => u.map(str::to_string),
     };
 
-    let made = keymat::generate(&prefix).unwrap_or_else(|e| {
-        error::raise(
-            PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
-            format!("the operating system's random number generator failed: {e}"),
-            "Check the server's entropy source; no key was created.",
-        )
-    });
+    let made = generate_key(&prefix);
 
     let (key_id, created_at) = as_owner(|| {
         if let Some(org) = org_id {
@@ -397,7 +446,7 @@ fn create_api_key(
                 );
             }
         }
-        storage::key_insert(storage::NewKeyRow {
+        let inserted = storage::key_insert(storage::NewKeyRow {
             digest: &made.digest,
             prefix: &prefix,
             start: &made.start,
@@ -405,8 +454,8 @@ fn create_api_key(
             user_id: owner_user.as_deref(),
             name,
             expires_at,
-            permissions: clone_json(&permissions),
-            metadata: clone_json(&metadata),
+            permissions: clone_json(permissions.as_ref()),
+            metadata: clone_json(metadata.as_ref()),
             remaining,
             refill_amount,
             refill_interval,
@@ -414,27 +463,82 @@ fn create_api_key(
             rate_limit_window,
             created_by_role: &caller.role_name,
             created_by_identity: caller.identity.as_deref(),
-        })
+        });
+        storage::audit_key("key_created", inserted.0, &caller.actor(), json!({}));
+        inserted
     });
 
-    TableIterator::once((
-        key_id,
+    TableIterator::once(created_row(
+        made,
+        storage::CreatedKey {
+            key_id,
+            prefix,
+            org_id: org_id.map(str::to_string),
+            user_id: owner_user,
+            name: name.map(str::to_string),
+            expires_at,
+            permissions,
+            metadata,
+            remaining,
+            refill_amount,
+            refill_interval,
+            rate_limit_max,
+            rate_limit_window,
+            created_at,
+        },
+    ))
+}
+
+/// The row `create_api_key` and `rotate_api_key` return: the only time a key's
+/// plaintext leaves the database.
+type CreatedOut = (
+    Uuid,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<TimestampWithTimeZone>,
+    Option<JsonB>,
+    Option<JsonB>,
+    Option<i64>,
+    Option<i64>,
+    Option<Interval>,
+    Option<i32>,
+    Option<Interval>,
+    TimestampWithTimeZone,
+);
+
+fn created_row(made: keymat::NewKey, c: storage::CreatedKey) -> CreatedOut {
+    (
+        c.key_id,
         made.key,
         made.start,
-        prefix,
-        org_id.map(str::to_string),
-        owner_user,
-        name.map(str::to_string),
-        expires_at,
-        permissions,
-        metadata,
-        remaining,
-        refill_amount,
-        refill_interval,
-        rate_limit_max,
-        rate_limit_window,
-        created_at,
-    ))
+        c.prefix,
+        c.org_id,
+        c.user_id,
+        c.name,
+        c.expires_at,
+        c.permissions,
+        c.metadata,
+        c.remaining,
+        c.refill_amount,
+        c.refill_interval,
+        c.rate_limit_max,
+        c.rate_limit_window,
+        c.created_at,
+    )
+}
+
+fn generate_key(prefix: &str) -> keymat::NewKey {
+    keymat::generate(prefix).unwrap_or_else(|e| {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
+            format!("the operating system's random number generator failed: {e}"),
+            "Check the server's entropy source; no key was created.",
+        )
+    })
 }
 
 // ---------------------------------------------------------------- verify
@@ -450,12 +554,14 @@ type VerifyOut = (
     Option<JsonB>,
     Option<i64>,
     Option<TimestampWithTimeZone>,
+    Option<Interval>,
 );
 
 fn not_found_row() -> VerifyOut {
     (
         false,
         "KEY_NOT_FOUND".into(),
+        None,
         None,
         None,
         None,
@@ -486,12 +592,26 @@ fn verify_api_key(
         name!(metadata, Option<JsonB>),
         name!(remaining, Option<i64>),
         name!(expires_at, Option<TimestampWithTimeZone>),
+        name!(retry_after, Option<Interval>),
     ),
 > {
-    TableIterator::once(verify(key, required_permissions))
+    TableIterator::once(verify(key, required_permissions, now_tz()))
 }
 
-fn verify(key: Option<&str>, required: Option<JsonB>) -> VerifyOut {
+fn now_tz() -> TimestampWithTimeZone {
+    TimestampWithTimeZone::try_from(now()).expect("the current time is a valid timestamptz")
+}
+
+/// How many times a refused limited key is re-tried when the reason for the refusal has
+/// vanished by the time it is looked up (another transaction changed the key).
+const CONSUME_ATTEMPTS: usize = 3;
+
+/// The whole verify decision at instant `now` (a parameter so that tests can pin time).
+pub(crate) fn verify(
+    key: Option<&str>,
+    required: Option<JsonB>,
+    now: TimestampWithTimeZone,
+) -> VerifyOut {
     // A malformed requirement is the application's bug: say so even for a bad key.
     if let Some(r) = &required {
         check_permissions_shape("required_permissions", r);
@@ -500,33 +620,86 @@ fn verify(key: Option<&str>, required: Option<JsonB>) -> VerifyOut {
     let Some(digest) = key.and_then(keymat::check) else {
         return not_found_row();
     };
-    let Some(k) = as_owner(|| storage::key_for_verify(&digest, required)) else {
-        return not_found_row();
-    };
-    if k.revoked {
-        return not_found_row();
+    as_owner(|| {
+        let resolution = settings::last_used_resolution();
+        let Some(k) = storage::key_for_verify(&digest, required, now, resolution) else {
+            return not_found_row();
+        };
+        if k.revoked {
+            return not_found_row();
+        }
+        let mut remaining = k.remaining;
+        let mut retry_after = None;
+        let code = if !k.enabled {
+            "KEY_DISABLED"
+        } else if k.expired {
+            "KEY_EXPIRED"
+        } else if !k.permitted {
+            "INSUFFICIENT_PERMISSIONS"
+        } else if k.limited {
+            require_writable();
+            let mut code = "VALID";
+            for _ in 0..CONSUME_ATTEMPTS {
+                if let Some(left) = storage::key_consume(k.key_id, now) {
+                    remaining = left;
+                    code = "VALID";
+                    break;
+                }
+                match storage::key_refusal(k.key_id, now) {
+                    storage::Refusal::RateLimited {
+                        retry_after: r,
+                        remaining: left,
+                    } => {
+                        (code, retry_after, remaining) = ("RATE_LIMITED", r, left);
+                        break;
+                    }
+                    storage::Refusal::UsageExceeded { retry_after: r } => {
+                        (code, retry_after, remaining) = ("USAGE_EXCEEDED", r, Some(0));
+                        break;
+                    }
+                    storage::Refusal::Gone => return not_found_row(),
+                    // The key changed between the two statements: decide again. After the
+                    // last attempt this reports usage exceeded, the conservative answer.
+                    storage::Refusal::Neither => code = "USAGE_EXCEEDED",
+                }
+            }
+            code
+        } else {
+            if k.touch_due && !read_only() {
+                storage::key_touch(k.key_id, now, resolution);
+            }
+            "VALID"
+        };
+        (
+            code == "VALID",
+            code.to_string(),
+            Some(k.key_id),
+            k.org_id,
+            k.user_id,
+            k.name,
+            k.permissions,
+            k.metadata,
+            remaining,
+            k.expires_at,
+            retry_after,
+        )
+    })
+}
+
+fn read_only() -> bool {
+    // SAFETY: reads backend globals.
+    unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() }
+}
+
+/// Keys with a quota or a rate limit are counted exactly, which needs a write.
+fn require_writable() {
+    if read_only() {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            "verifying a key with a quota or rate limit needs a read-write transaction",
+            "Verify on the primary, outside a read-only transaction.",
+        );
     }
-    let code = if !k.enabled {
-        "KEY_DISABLED"
-    } else if k.expired {
-        "KEY_EXPIRED"
-    } else if !k.permitted {
-        "INSUFFICIENT_PERMISSIONS"
-    } else {
-        "VALID"
-    };
-    (
-        code == "VALID",
-        code.to_string(),
-        Some(k.key_id),
-        k.org_id,
-        k.user_id,
-        k.name,
-        k.permissions,
-        k.metadata,
-        k.remaining,
-        k.expires_at,
-    )
 }
 
 // ---------------------------------------------------------------- read and manage
@@ -644,8 +817,12 @@ fn revoke_api_key(
     let caller = Caller::current();
     let key_id = require_key_id(key_id);
     let row = as_owner(|| {
-        authorize_key(&caller, key_id, Action::Delete);
-        storage::key_revoke(key_id, &caller.role_name, caller.identity.as_deref())
+        let before = authorize_key(&caller, key_id, Action::Delete);
+        let row = storage::key_revoke(key_id, &caller.role_name, caller.identity.as_deref());
+        if !before.revoked {
+            storage::audit_key("key_revoked", key_id, &caller.actor(), json!({}));
+        }
+        row
     });
     match row {
         Some(row) => SetOfIterator::once(row.info),
@@ -661,7 +838,7 @@ fn delete_api_key(key_id: Option<Uuid>) {
     let key_id = require_key_id(key_id);
     as_owner(|| {
         authorize_key(&caller, key_id, Action::Delete);
-        if !storage::key_delete(key_id) {
+        if !storage::key_delete(key_id, &caller.actor()) {
             error::key_not_found();
         }
     });
@@ -674,13 +851,334 @@ fn delete_expired_api_keys() -> i64 {
     let caller = Caller::current();
     as_owner(|| {
         if caller.trusted {
-            return storage::delete_expired(true, None, Vec::new());
+            return storage::delete_expired(true, None, Vec::new(), &caller.actor());
         }
         let identity = caller.require_identity();
         let orgs = storage::orgs_with_expired_keys()
             .into_iter()
             .filter(|org| membership::identity_may(org, identity, Action::Delete))
             .collect();
-        storage::delete_expired(false, Some(identity), orgs)
+        storage::delete_expired(false, Some(identity), orgs, &caller.actor())
     })
+}
+
+// ---------------------------------------------------------------- update and rotate
+
+/// The fields `update_api_key(clear => …)` can set back to NULL.
+const CLEARABLE: [&str; 9] = [
+    "name",
+    "expires_at",
+    "permissions",
+    "metadata",
+    "remaining",
+    "refill_amount",
+    "refill_interval",
+    "rate_limit_max",
+    "rate_limit_window",
+];
+
+/// Change a key's settings: only the arguments given (non-NULL) change; `clear` names
+/// fields to set back to NULL. Policy fields need a trusted caller.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn update_api_key(
+    key_id: Option<Uuid>,
+    name: default!(Option<&str>, "NULL"),
+    expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+    permissions: default!(Option<JsonB>, "NULL"),
+    metadata: default!(Option<JsonB>, "NULL"),
+    remaining: default!(Option<i64>, "NULL"),
+    refill_amount: default!(Option<i64>, "NULL"),
+    refill_interval: default!(Option<Interval>, "NULL"),
+    rate_limit_max: default!(Option<i32>, "NULL"),
+    rate_limit_window: default!(Option<Interval>, "NULL"),
+    enabled: default!(Option<bool>, "NULL"),
+    clear: default!(Option<Vec<Option<String>>>, "NULL"),
+) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
+    let caller = Caller::current();
+    let key_id = require_key_id(key_id);
+    let given = Policy {
+        name,
+        expires_at,
+        permissions: permissions.as_ref(),
+        metadata: metadata.as_ref(),
+        remaining,
+        refill_amount,
+        refill_interval,
+        rate_limit_max,
+        rate_limit_window,
+    };
+    let clear: Vec<String> = clear.unwrap_or_default().into_iter().flatten().collect();
+    for field in &clear {
+        if !CLEARABLE.contains(&field.as_str()) {
+            error::bad_arg(
+                format!("clear names unknown field \"{field}\""),
+                format!("Fields that can be cleared: {}.", CLEARABLE.join(", ")),
+            );
+        }
+    }
+    let cleared = |f: &str| clear.iter().any(|c| c == f);
+    let clears_policy = clear
+        .iter()
+        .any(|f| POLICY_FIELDS.split(", ").any(|p| p == f));
+    forbid_policy_fields(&caller, given.sets_policy_field() || clears_policy);
+    given.validate_values();
+    let now = now_tz();
+
+    let row = as_owner(|| {
+        authorize_key(&caller, key_id, Action::Update);
+        let Some(cur) = storage::key_settings_for_update(key_id, now) else {
+            error::key_not_found()
+        };
+        if cur.revoked {
+            error::raise(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "the key is revoked",
+                "A revoked key cannot be changed; create a new one.",
+            );
+        }
+        // Given values win, then clears, then what is stored.
+        fn pick<T>(given: Option<T>, clear: bool, stored: Option<T>) -> Option<T> {
+            if clear {
+                None
+            } else {
+                given.or(stored)
+            }
+        }
+        for f in CLEARABLE {
+            let is_given = match f {
+                "name" => given.name.is_some(),
+                "expires_at" => given.expires_at.is_some(),
+                "permissions" => given.permissions.is_some(),
+                "metadata" => given.metadata.is_some(),
+                "remaining" => given.remaining.is_some(),
+                "refill_amount" => given.refill_amount.is_some(),
+                "refill_interval" => given.refill_interval.is_some(),
+                "rate_limit_max" => given.rate_limit_max.is_some(),
+                _ => given.rate_limit_window.is_some(),
+            };
+            if is_given && cleared(f) {
+                error::bad_arg(
+                    format!("{f} is both given and cleared"),
+                    format!("Pass {f} or clear it, not both."),
+                );
+            }
+        }
+        let merged = storage::KeySettings {
+            prefix: cur.prefix,
+            name: pick(given.name.map(str::to_string), cleared("name"), cur.name),
+            expires_at: pick(given.expires_at, cleared("expires_at"), cur.expires_at),
+            permissions: pick(
+                clone_json(given.permissions),
+                cleared("permissions"),
+                cur.permissions,
+            ),
+            metadata: pick(
+                clone_json(given.metadata),
+                cleared("metadata"),
+                cur.metadata,
+            ),
+            remaining: pick(given.remaining, cleared("remaining"), cur.remaining),
+            refill_amount: pick(
+                given.refill_amount,
+                cleared("refill_amount"),
+                cur.refill_amount,
+            ),
+            refill_interval: pick(
+                given.refill_interval,
+                cleared("refill_interval"),
+                cur.refill_interval,
+            ),
+            rate_limit_max: pick(
+                given.rate_limit_max,
+                cleared("rate_limit_max"),
+                cur.rate_limit_max,
+            ),
+            rate_limit_window: pick(
+                given.rate_limit_window,
+                cleared("rate_limit_window"),
+                cur.rate_limit_window,
+            ),
+            enabled: enabled.unwrap_or(cur.enabled),
+            revoked: cur.revoked,
+            replaced: cur.replaced,
+            expired: cur.expired,
+        };
+        Policy {
+            refill_amount: merged.refill_amount,
+            refill_interval: merged.refill_interval,
+            rate_limit_max: merged.rate_limit_max,
+            rate_limit_window: merged.rate_limit_window,
+            ..Policy::default()
+        }
+        .validate_pairs();
+        let row = storage::key_update(key_id, merged, given.refill_interval.is_some(), now);
+        let changes = json!({
+            "name": given.name,
+            "expires_at": given.expires_at,
+            "permissions": given.permissions.map(|p| &p.0),
+            "metadata": given.metadata.map(|m| &m.0),
+            "remaining": given.remaining,
+            "refill_amount": given.refill_amount,
+            "refill_interval": given.refill_interval,
+            "rate_limit_max": given.rate_limit_max,
+            "rate_limit_window": given.rate_limit_window,
+            "enabled": enabled,
+        });
+        let changes: serde_json::Map<_, _> = changes
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        storage::audit_key(
+            "key_updated",
+            key_id,
+            &caller.actor(),
+            json!({"changes": changes, "cleared": clear}),
+        );
+        row
+    });
+    SetOfIterator::once(row.info)
+}
+
+/// Replace a key with a new one (new id, new secret) with the same owner and settings.
+/// The old key keeps verifying for `grace`, then answers KEY_EXPIRED.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn rotate_api_key(
+    key_id: Option<Uuid>,
+    grace: default!(Option<Interval>, "'0'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(key_id, Uuid),
+        name!(key, String),
+        name!(start, String),
+        name!(prefix, String),
+        name!(org_id, Option<String>),
+        name!(user_id, Option<String>),
+        name!(name, Option<String>),
+        name!(expires_at, Option<TimestampWithTimeZone>),
+        name!(permissions, Option<JsonB>),
+        name!(metadata, Option<JsonB>),
+        name!(remaining, Option<i64>),
+        name!(refill_amount, Option<i64>),
+        name!(refill_interval, Option<Interval>),
+        name!(rate_limit_max, Option<i32>),
+        name!(rate_limit_window, Option<Interval>),
+        name!(created_at, TimestampWithTimeZone),
+    ),
+> {
+    let caller = Caller::current();
+    let key_id = require_key_id(key_id);
+    let grace = match grace {
+        Some(g) if g.as_micros() >= 0 => g,
+        _ => error::bad_arg(
+            "grace must be zero or positive",
+            "Pass an interval such as '1 hour', or '0' to stop the old key at once.",
+        ),
+    };
+    let now = now_tz();
+    let out = as_owner(|| {
+        authorize_key(&caller, key_id, Action::Update);
+        let Some(cur) = storage::key_settings_for_update(key_id, now) else {
+            error::key_not_found()
+        };
+        let refuse = |why: &str, hint: &str| -> ! {
+            error::raise(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                why.to_string(),
+                hint.to_string(),
+            )
+        };
+        if cur.revoked {
+            refuse("the key is revoked", "Create a new key instead.");
+        }
+        if cur.replaced {
+            refuse(
+                "the key was already rotated",
+                "Rotate the key that replaced it.",
+            );
+        }
+        if cur.expired {
+            refuse("the key has expired", "Create a new key instead.");
+        }
+        let made = generate_key(&cur.prefix);
+        let (created, old_expires) = storage::key_rotate(
+            key_id,
+            &made.digest,
+            &made.start,
+            &caller.actor(),
+            now,
+            grace,
+        );
+        storage::audit_key(
+            "key_created",
+            created.key_id,
+            &caller.actor(),
+            json!({"rotated_from": key_id.to_string()}),
+        );
+        storage::audit_key(
+            "key_rotated",
+            key_id,
+            &caller.actor(),
+            json!({"replaced_by": created.key_id.to_string(), "grace": grace, "old_key_expires_at": old_expires}),
+        );
+        created_row(made, created)
+    });
+    TableIterator::once(out)
+}
+
+// ---------------------------------------------------------------- audit trail
+
+/// Management actions recorded by pg_apikey. Trusted callers read all of them (or one
+/// organization's); an organization's owners read that organization's.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn list_audit_events(
+    org_id: default!(Option<&str>, "NULL"),
+    since: default!(Option<TimestampWithTimeZone>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(id, i64),
+        name!(at, TimestampWithTimeZone),
+        name!(action, String),
+        name!(org_id, Option<String>),
+        name!(key_id, Option<Uuid>),
+        name!(subject, Option<String>),
+        name!(actor_role, String),
+        name!(actor_identity, Option<String>),
+        name!(details, JsonB),
+    ),
+> {
+    let caller = Caller::current();
+    let org_id = optional_id("org_id", org_id);
+    let rows = as_owner(|| {
+        if !caller.trusted {
+            let Some(org) = org_id else {
+                error::denied(
+                    format!(
+                        "role \"{}\" may read only an organization's audit events",
+                        caller.role_name
+                    ),
+                    "Pass org_id => '<organization>' of which you are an owner.",
+                )
+            };
+            if !membership::caller_owns(&caller, org) {
+                error::denied(
+                    format!(
+                        "role \"{}\" may not read the audit events of organization \"{org}\"",
+                        caller.role_name
+                    ),
+                    "Only trusted callers and the organization's owners read its audit events.",
+                );
+            }
+        }
+        storage::audit_list(org_id, since)
+    });
+    TableIterator::new(rows)
 }

@@ -75,6 +75,14 @@ impl Caller {
         }
     }
 
+    /// The caller as the audit trail records it.
+    pub fn actor(&self) -> crate::storage::Actor<'_> {
+        crate::storage::Actor {
+            role: &self.role_name,
+            identity: self.identity.as_deref(),
+        }
+    }
+
     /// The identity of an ordinary caller, or 42501 when it has none.
     pub fn require_identity(&self) -> &str {
         match &self.identity {

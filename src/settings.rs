@@ -15,6 +15,8 @@ pub static SERVICE_ROLE: GucSetting<Option<CString>> =
 pub static DEFAULT_PREFIX: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"ak_"));
 
+pub static LAST_USED_RESOLUTION: GucSetting<i32> = GucSetting::<i32>::new(60);
+
 pub fn init() {
     GucRegistry::define_string_guc(
         c"apikey.service_role",
@@ -32,6 +34,16 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"apikey.last_used_resolution",
+        c"Seconds between writes of a key's last_used_at.",
+        c"A verify of a key without quota or rate limit writes last_used_at only when the stored value is at least this old, so most verifies write nothing. 0: every verify writes.",
+        &LAST_USED_RESOLUTION,
+        0,
+        86_400,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
 }
 
 fn read(setting: &GucSetting<Option<CString>>) -> Option<String> {
@@ -48,4 +60,9 @@ pub fn service_role() -> Option<String> {
 
 pub fn default_prefix() -> Option<String> {
     read(&DEFAULT_PREFIX)
+}
+
+/// How stale `last_used_at` may get before a verify writes it again.
+pub fn last_used_resolution() -> pgrx::datum::Interval {
+    pgrx::datum::Interval::from_micros(i64::from(LAST_USED_RESOLUTION.get()) * 1_000_000)
 }

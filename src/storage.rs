@@ -243,7 +243,8 @@ macro_rules! key_info {
         "ROW(k.id, k.org_id, k.user_id, k.name, k.prefix, k.start, k.enabled, k.expires_at, \
              k.permissions, k.metadata, k.remaining, k.refill_amount, k.refill_interval, \
              k.rate_limit_max, k.rate_limit_window, k.created_at, k.last_used_at, \
-             k.revoked_at, k.created_by_role, k.created_by_identity)::apikey.key_info"
+             k.revoked_at, k.created_by_role, k.created_by_identity, k.updated_at, \
+             k.rotated_from, k.replaced_by)::apikey.key_info"
     };
 }
 
@@ -253,6 +254,7 @@ pub type KeyInfo = pgrx::composite_type!('static, "apikey.key_info");
 pub struct KeyRow {
     pub org_id: Option<String>,
     pub user_id: Option<String>,
+    pub revoked: bool,
     pub info: KeyInfo,
 }
 
@@ -261,7 +263,8 @@ fn key_rows(t: SpiTupleTable<'_>) -> Vec<KeyRow> {
         .map(|r| KeyRow {
             org_id: col(&r, 1),
             user_id: col(&r, 2),
-            info: col::<KeyInfo>(&r, 3).expect("key_info is never NULL"),
+            revoked: col(&r, 3).unwrap(),
+            info: col::<KeyInfo>(&r, 4).expect("key_info is never NULL"),
         })
         .collect()
 }
@@ -354,19 +357,38 @@ pub struct VerifyRow {
     pub enabled: bool,
     pub expired: bool,
     pub permitted: bool,
+    /// Has a quota or a rate limit: an admitted verify must write.
+    pub limited: bool,
+    /// `last_used_at` is older than the resolution (or unset): an admitted verify of an
+    /// unlimited key writes it.
+    pub touch_due: bool,
 }
 
+// $3 is the verify's instant, $4 the last_used_at resolution.
 static KEY_VERIFY: Stmt = Stmt {
     sql: "SELECT k.id, k.org_id, k.user_id, k.name, k.permissions, k.metadata, k.remaining, \
                  k.expires_at, k.revoked_at IS NOT NULL, k.enabled, \
-                 k.expires_at IS NOT NULL AND k.expires_at <= clock_timestamp(), \
-                 coalesce(k.permissions, '{}'::jsonb) @> coalesce($2, '{}'::jsonb) \
+                 k.expires_at IS NOT NULL AND k.expires_at <= $3, \
+                 coalesce(k.permissions, '{}'::jsonb) @> coalesce($2, '{}'::jsonb), \
+                 k.remaining IS NOT NULL OR k.rate_limit_max IS NOT NULL, \
+                 k.last_used_at IS NULL OR k.last_used_at <= $3 - $4 \
           FROM apikey.keys k WHERE k.digest = $1",
-    args: &[BYTEA, JSONB],
+    args: &[BYTEA, JSONB, TIMESTAMPTZ, INTERVAL],
 };
 
-pub fn key_for_verify(digest: &[u8], required: Option<JsonB>) -> Option<VerifyRow> {
-    run(&KEY_VERIFY, &[digest.into(), required.into()], |t| {
+pub fn key_for_verify(
+    digest: &[u8],
+    required: Option<JsonB>,
+    now: TimestampWithTimeZone,
+    touch_resolution: Interval,
+) -> Option<VerifyRow> {
+    let args = [
+        digest.into(),
+        required.into(),
+        now.into(),
+        touch_resolution.into(),
+    ];
+    run(&KEY_VERIFY, &args, |t| {
         t.into_iter().next().map(|r| VerifyRow {
             key_id: col(&r, 1).unwrap(),
             org_id: col(&r, 2),
@@ -380,13 +402,143 @@ pub fn key_for_verify(digest: &[u8], required: Option<JsonB>) -> Option<VerifyRo
             enabled: col(&r, 10).unwrap(),
             expired: col(&r, 11).unwrap(),
             permitted: col(&r, 12).unwrap(),
+            limited: col(&r, 13).unwrap(),
+            touch_due: col(&r, 14).unwrap(),
         })
     })
 }
 
+// Refill due: refill_interval has passed since the last refill (or creation).
+macro_rules! refill_due {
+    () => {
+        "(k.refill_interval IS NOT NULL \
+          AND coalesce(k.last_refill_at, k.created_at) + k.refill_interval <= $2)"
+    };
+}
+// A new rate window starts with this request: none yet, or the last one has ended.
+macro_rules! window_over {
+    () => {
+        "(k.rate_window_reset_at IS NULL OR k.rate_window_reset_at <= $2)"
+    };
+}
+
+// Admit one use of a limited key, atomically: refill if due, start a new rate window if
+// the last one ended, count the request and spend one use, all in one UPDATE that only
+// matches when both the rate limit and the quota allow it. Concurrent verifies of the
+// same key queue on the row lock and re-evaluate against the row they then see, so the
+// counts are exact. Nothing is written for a refused request.
+static KEY_CONSUME: Stmt = Stmt {
+    sql: concat!(
+        "UPDATE apikey.keys k SET \
+            remaining = CASE WHEN k.remaining IS NULL THEN NULL \
+                             WHEN ",
+        refill_due!(),
+        " THEN k.refill_amount - 1 \
+                             ELSE k.remaining - 1 END, \
+            last_refill_at = CASE WHEN ",
+        refill_due!(),
+        " THEN $2 ELSE k.last_refill_at END, \
+            rate_window_count = CASE WHEN k.rate_limit_max IS NULL THEN k.rate_window_count \
+                                     WHEN ",
+        window_over!(),
+        " THEN 1 \
+                                     ELSE k.rate_window_count + 1 END, \
+            rate_window_reset_at = CASE WHEN k.rate_limit_max IS NULL THEN k.rate_window_reset_at \
+                                        WHEN ",
+        window_over!(),
+        " THEN $2 + k.rate_limit_window \
+                                        ELSE k.rate_window_reset_at END, \
+            last_used_at = $2 \
+         WHERE k.id = $1 AND k.revoked_at IS NULL \
+           AND (k.rate_limit_max IS NULL OR ",
+        window_over!(),
+        " \
+                OR k.rate_window_count < k.rate_limit_max) \
+           AND (k.remaining IS NULL \
+                OR CASE WHEN ",
+        refill_due!(),
+        " THEN k.refill_amount ELSE k.remaining END > 0) \
+         RETURNING k.remaining"
+    ),
+    args: &[UUID, TIMESTAMPTZ],
+};
+
+/// `Some(remaining after this use)` when the use was admitted, `None` when refused.
+pub fn key_consume(key_id: Uuid, now: TimestampWithTimeZone) -> Option<Option<i64>> {
+    run(&KEY_CONSUME, &[key_id.into(), now.into()], |t| {
+        t.into_iter().next().map(|r| col::<i64>(&r, 1))
+    })
+}
+
+/// Why a limited key was refused just now.
+pub enum Refusal {
+    RateLimited {
+        retry_after: Option<Interval>,
+        remaining: Option<i64>,
+    },
+    UsageExceeded {
+        retry_after: Option<Interval>,
+    },
+    /// Neither holds any more (another transaction changed the key meanwhile): try again.
+    Neither,
+    Gone,
+}
+
+static KEY_REFUSAL: Stmt = Stmt {
+    sql: concat!(
+        "SELECT k.rate_limit_max IS NOT NULL AND NOT ",
+        window_over!(),
+        " \
+                AND k.rate_window_count >= k.rate_limit_max, \
+                k.rate_window_reset_at - $2, \
+                CASE WHEN ",
+        refill_due!(),
+        " THEN k.refill_amount ELSE k.remaining END, \
+                coalesce(k.last_refill_at, k.created_at) + k.refill_interval - $2 \
+         FROM apikey.keys k WHERE k.id = $1 AND k.revoked_at IS NULL"
+    ),
+    args: &[UUID, TIMESTAMPTZ],
+};
+
+pub fn key_refusal(key_id: Uuid, now: TimestampWithTimeZone) -> Refusal {
+    run(&KEY_REFUSAL, &[key_id.into(), now.into()], |t| {
+        let Some(r) = t.into_iter().next() else {
+            return Refusal::Gone;
+        };
+        let remaining = col::<i64>(&r, 3);
+        if col::<bool>(&r, 1).unwrap() {
+            Refusal::RateLimited {
+                retry_after: col(&r, 2),
+                remaining,
+            }
+        } else if remaining.is_some_and(|n| n <= 0) {
+            Refusal::UsageExceeded {
+                retry_after: col(&r, 4),
+            }
+        } else {
+            Refusal::Neither
+        }
+    })
+}
+
+static KEY_TOUCH: Stmt = Stmt {
+    sql: "UPDATE apikey.keys k SET last_used_at = $2 \
+          WHERE k.id = $1 AND (k.last_used_at IS NULL OR k.last_used_at <= $2 - $3)",
+    args: &[UUID, TIMESTAMPTZ, INTERVAL],
+};
+
+/// Record a use of an unlimited key, at most once per `resolution`.
+pub fn key_touch(key_id: Uuid, now: TimestampWithTimeZone, resolution: Interval) {
+    run(
+        &KEY_TOUCH,
+        &[key_id.into(), now.into(), resolution.into()],
+        |_| (),
+    )
+}
+
 static KEY_GET: Stmt = Stmt {
     sql: concat!(
-        "SELECT k.org_id, k.user_id, ",
+        "SELECT k.org_id, k.user_id, k.revoked_at IS NOT NULL, ",
         key_info!(),
         " FROM apikey.keys k WHERE k.id = $1"
     ),
@@ -399,7 +551,7 @@ pub fn key_get(key_id: Uuid) -> Option<KeyRow> {
 
 static KEY_LIST_ORG: Stmt = Stmt {
     sql: concat!(
-        "SELECT k.org_id, k.user_id, ",
+        "SELECT k.org_id, k.user_id, k.revoked_at IS NOT NULL, ",
         key_info!(),
         " FROM apikey.keys k WHERE k.org_id = $1 AND ($2::text IS NULL OR k.user_id = $2) \
           ORDER BY k.created_at, k.id"
@@ -409,7 +561,7 @@ static KEY_LIST_ORG: Stmt = Stmt {
 
 static KEY_LIST_USER: Stmt = Stmt {
     sql: concat!(
-        "SELECT k.org_id, k.user_id, ",
+        "SELECT k.org_id, k.user_id, k.revoked_at IS NOT NULL, ",
         key_info!(),
         " FROM apikey.keys k WHERE k.org_id IS NULL AND k.user_id = $1 ORDER BY k.created_at, k.id"
     ),
@@ -418,7 +570,7 @@ static KEY_LIST_USER: Stmt = Stmt {
 
 static KEY_LIST_ALL: Stmt = Stmt {
     sql: concat!(
-        "SELECT k.org_id, k.user_id, ",
+        "SELECT k.org_id, k.user_id, k.revoked_at IS NOT NULL, ",
         key_info!(),
         " FROM apikey.keys k ORDER BY k.created_at, k.id"
     ),
@@ -444,7 +596,7 @@ static KEY_REVOKE: Stmt = Stmt {
         "UPDATE apikey.keys k SET revoked_at = coalesce(k.revoked_at, clock_timestamp()), \
             revoked_by_role = coalesce(k.revoked_by_role, $2), \
             revoked_by_identity = CASE WHEN k.revoked_at IS NULL THEN $3 ELSE k.revoked_by_identity END \
-         WHERE k.id = $1 RETURNING k.org_id, k.user_id, ",
+         WHERE k.id = $1 RETURNING k.org_id, k.user_id, k.revoked_at IS NOT NULL, ",
         key_info!()
     ),
     args: &[UUID, TEXT, TEXT],
@@ -460,13 +612,30 @@ pub fn key_revoke(key_id: Uuid, by_role: &str, by_identity: Option<&str>) -> Opt
     .pop()
 }
 
+/// Who performed a management action, for the audit trail.
+pub struct Actor<'a> {
+    pub role: &'a str,
+    pub identity: Option<&'a str>,
+}
+
 static KEY_DELETE: Stmt = Stmt {
-    sql: "DELETE FROM apikey.keys k WHERE k.id = $1",
-    args: &[UUID],
+    sql: concat!(
+        "WITH gone AS (DELETE FROM apikey.keys k WHERE k.id = $1 \
+                       RETURNING k.id, k.org_id, ", key_info!(), " AS info) \
+         INSERT INTO apikey.audit_log (action, org_id, key_id, actor_role, actor_identity, details) \
+         SELECT 'key_deleted', g.org_id, g.id, $2, $3, jsonb_build_object('key', to_jsonb(g.info)) \
+         FROM gone g"
+    ),
+    args: &[UUID, TEXT, TEXT],
 };
 
-pub fn key_delete(key_id: Uuid) -> bool {
-    run(&KEY_DELETE, &[key_id.into()], |t| t.len() > 0)
+/// Delete a key and record it; whether there was one.
+pub fn key_delete(key_id: Uuid, by: &Actor<'_>) -> bool {
+    run(
+        &KEY_DELETE,
+        &[key_id.into(), by.role.into(), by.identity.into()],
+        |t| t.len() > 0,
+    )
 }
 
 static EXPIRED_ORGS: Stmt = Stmt {
@@ -483,16 +652,309 @@ pub fn orgs_with_expired_keys() -> Vec<String> {
 }
 
 static DELETE_EXPIRED: Stmt = Stmt {
-    sql: "DELETE FROM apikey.keys k WHERE k.expires_at <= clock_timestamp() AND ( \
-            $1 OR (k.org_id IS NULL AND k.user_id = $2) OR k.org_id = ANY ($3))",
-    args: &[BOOL, TEXT, TEXT_ARRAY],
+    sql: concat!(
+        "WITH gone AS (DELETE FROM apikey.keys k WHERE k.expires_at <= clock_timestamp() AND ( \
+                         $1 OR (k.org_id IS NULL AND k.user_id = $2) OR k.org_id = ANY ($3)) \
+                       RETURNING k.id, k.org_id, ", key_info!(), " AS info) \
+         INSERT INTO apikey.audit_log (action, org_id, key_id, actor_role, actor_identity, details) \
+         SELECT 'key_deleted', g.org_id, g.id, $4, $5, \
+                jsonb_build_object('reason', 'expired', 'key', to_jsonb(g.info)) \
+         FROM gone g"
+    ),
+    args: &[BOOL, TEXT, TEXT_ARRAY, TEXT, TEXT],
 };
 
 /// Delete expired keys: all of them when `all`, else `user_id`'s own and those of `orgs`.
-pub fn delete_expired(all: bool, user_id: Option<&str>, orgs: Vec<String>) -> i64 {
-    run(
-        &DELETE_EXPIRED,
-        &[all.into(), user_id.into(), orgs.into()],
-        |t| t.len() as i64,
+/// Each deletion is recorded in the audit trail.
+pub fn delete_expired(all: bool, user_id: Option<&str>, orgs: Vec<String>, by: &Actor<'_>) -> i64 {
+    let args = [
+        all.into(),
+        user_id.into(),
+        orgs.into(),
+        by.role.into(),
+        by.identity.into(),
+    ];
+    run(&DELETE_EXPIRED, &args, |t| t.len() as i64)
+}
+
+// ---------------------------------------------------------------- update and rotate
+
+/// A key's settings as stored, locked for the update or rotation that reads them.
+pub struct KeySettings {
+    pub prefix: String,
+    pub name: Option<String>,
+    pub expires_at: Option<TimestampWithTimeZone>,
+    pub permissions: Option<JsonB>,
+    pub metadata: Option<JsonB>,
+    pub remaining: Option<i64>,
+    pub refill_amount: Option<i64>,
+    pub refill_interval: Option<Interval>,
+    pub rate_limit_max: Option<i32>,
+    pub rate_limit_window: Option<Interval>,
+    pub enabled: bool,
+    pub revoked: bool,
+    pub replaced: bool,
+    pub expired: bool,
+}
+
+static KEY_SETTINGS: Stmt = Stmt {
+    sql: "SELECT k.prefix, k.name, k.expires_at, k.permissions, k.metadata, k.remaining, \
+                 k.refill_amount, k.refill_interval, k.rate_limit_max, k.rate_limit_window, \
+                 k.enabled, k.revoked_at IS NOT NULL, k.replaced_by IS NOT NULL, \
+                 k.expires_at IS NOT NULL AND k.expires_at <= $2 \
+          FROM apikey.keys k WHERE k.id = $1 FOR UPDATE",
+    args: &[UUID, TIMESTAMPTZ],
+};
+
+pub fn key_settings_for_update(key_id: Uuid, now: TimestampWithTimeZone) -> Option<KeySettings> {
+    run(&KEY_SETTINGS, &[key_id.into(), now.into()], |t| {
+        t.into_iter().next().map(|r| KeySettings {
+            prefix: col(&r, 1).unwrap(),
+            name: col(&r, 2),
+            expires_at: col(&r, 3),
+            permissions: col(&r, 4),
+            metadata: col(&r, 5),
+            remaining: col(&r, 6),
+            refill_amount: col(&r, 7),
+            refill_interval: col(&r, 8),
+            rate_limit_max: col(&r, 9),
+            rate_limit_window: col(&r, 10),
+            enabled: col(&r, 11).unwrap(),
+            revoked: col(&r, 12).unwrap(),
+            replaced: col(&r, 13).unwrap(),
+            expired: col(&r, 14).unwrap(),
+        })
+    })
+}
+
+static KEY_UPDATE: Stmt = Stmt {
+    sql: concat!(
+        "UPDATE apikey.keys k SET name = $2, expires_at = $3, permissions = $4, metadata = $5, \
+            remaining = $6, refill_amount = $7, refill_interval = $8, rate_limit_max = $9, \
+            rate_limit_window = $10, enabled = $11, \
+            last_refill_at = CASE WHEN $12 THEN $13 ELSE k.last_refill_at END, \
+            updated_at = $13 \
+         WHERE k.id = $1 RETURNING k.org_id, k.user_id, k.revoked_at IS NOT NULL, ",
+        key_info!()
+    ),
+    args: &[
+        UUID,
+        TEXT,
+        TIMESTAMPTZ,
+        JSONB,
+        JSONB,
+        INT8,
+        INT8,
+        INTERVAL,
+        INT4,
+        INTERVAL,
+        BOOL,
+        BOOL,
+        TIMESTAMPTZ,
+    ],
+};
+
+/// Store a key's new settings. `refill_restart`: the refill period starts over now.
+pub fn key_update(
+    key_id: Uuid,
+    s: KeySettings,
+    refill_restart: bool,
+    now: TimestampWithTimeZone,
+) -> KeyRow {
+    let args = [
+        key_id.into(),
+        s.name.into(),
+        s.expires_at.into(),
+        s.permissions.into(),
+        s.metadata.into(),
+        s.remaining.into(),
+        s.refill_amount.into(),
+        s.refill_interval.into(),
+        s.rate_limit_max.into(),
+        s.rate_limit_window.into(),
+        s.enabled.into(),
+        refill_restart.into(),
+        now.into(),
+    ];
+    run(&KEY_UPDATE, &args, key_rows)
+        .pop()
+        .expect("the key was locked for this update")
+}
+
+/// The columns `create_api_key` and `rotate_api_key` return, but the key text itself.
+pub struct CreatedKey {
+    pub key_id: Uuid,
+    pub prefix: String,
+    pub org_id: Option<String>,
+    pub user_id: Option<String>,
+    pub name: Option<String>,
+    pub expires_at: Option<TimestampWithTimeZone>,
+    pub permissions: Option<JsonB>,
+    pub metadata: Option<JsonB>,
+    pub remaining: Option<i64>,
+    pub refill_amount: Option<i64>,
+    pub refill_interval: Option<Interval>,
+    pub rate_limit_max: Option<i32>,
+    pub rate_limit_window: Option<Interval>,
+    pub created_at: TimestampWithTimeZone,
+}
+
+static KEY_ROTATE: Stmt = Stmt {
+    sql: "INSERT INTO apikey.keys (digest, prefix, start, org_id, user_id, name, enabled, expires_at, \
+             permissions, metadata, remaining, refill_amount, refill_interval, last_refill_at, \
+             rate_limit_max, rate_limit_window, created_by_role, created_by_identity, rotated_from) \
+          SELECT $2, k.prefix, $3, k.org_id, k.user_id, k.name, k.enabled, k.expires_at, \
+             k.permissions, k.metadata, k.remaining, k.refill_amount, k.refill_interval, \
+             k.last_refill_at, k.rate_limit_max, k.rate_limit_window, $4, $5, k.id \
+          FROM apikey.keys k WHERE k.id = $1 \
+          RETURNING id, prefix, org_id, user_id, name, expires_at, permissions, metadata, \
+             remaining, refill_amount, refill_interval, rate_limit_max, rate_limit_window, created_at",
+    args: &[UUID, BYTEA, TEXT, TEXT, TEXT],
+};
+
+static KEY_MARK_ROTATED: Stmt = Stmt {
+    sql: "UPDATE apikey.keys k SET replaced_by = $2, updated_at = $3, \
+             expires_at = CASE WHEN k.expires_at IS NULL OR k.expires_at > $3 + $4 \
+                               THEN $3 + $4 ELSE k.expires_at END \
+          WHERE k.id = $1 RETURNING k.expires_at",
+    args: &[UUID, UUID, TIMESTAMPTZ, INTERVAL],
+};
+
+/// A new key with the old one's owner and settings, linked both ways; the old key
+/// expires `grace` after `now`. Returns the new key's columns and the old key's expiry.
+pub fn key_rotate(
+    old: Uuid,
+    digest: &[u8],
+    start: &str,
+    by: &Actor<'_>,
+    now: TimestampWithTimeZone,
+    grace: Interval,
+) -> (CreatedKey, TimestampWithTimeZone) {
+    let args = [
+        old.into(),
+        digest.into(),
+        start.into(),
+        by.role.into(),
+        by.identity.into(),
+    ];
+    let created = run(&KEY_ROTATE, &args, |t| {
+        let r = t
+            .into_iter()
+            .next()
+            .expect("the old key was locked for this rotation");
+        CreatedKey {
+            key_id: col(&r, 1).unwrap(),
+            prefix: col(&r, 2).unwrap(),
+            org_id: col(&r, 3),
+            user_id: col(&r, 4),
+            name: col(&r, 5),
+            expires_at: col(&r, 6),
+            permissions: col(&r, 7),
+            metadata: col(&r, 8),
+            remaining: col(&r, 9),
+            refill_amount: col(&r, 10),
+            refill_interval: col(&r, 11),
+            rate_limit_max: col(&r, 12),
+            rate_limit_window: col(&r, 13),
+            created_at: col(&r, 14).unwrap(),
+        }
+    });
+    let old_expires = one::<TimestampWithTimeZone>(
+        &KEY_MARK_ROTATED,
+        &[old.into(), created.key_id.into(), now.into(), grace.into()],
     )
+    .expect("the old key was locked for this rotation");
+    (created, old_expires)
+}
+
+// ---------------------------------------------------------------- audit trail
+
+static AUDIT: Stmt = Stmt {
+    sql: "INSERT INTO apikey.audit_log (action, org_id, key_id, subject, actor_role, actor_identity, details) \
+          VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, '{}'::jsonb))",
+    args: &[TEXT, TEXT, UUID, TEXT, TEXT, TEXT, JSONB],
+};
+
+/// Record a management action that is not about one key's stored row.
+pub fn audit(
+    action: &str,
+    org_id: Option<&str>,
+    subject: Option<&str>,
+    by: &Actor<'_>,
+    details: serde_json::Value,
+) {
+    let args = [
+        action.into(),
+        org_id.into(),
+        Option::<Uuid>::None.into(),
+        subject.into(),
+        by.role.into(),
+        by.identity.into(),
+        JsonB(details).into(),
+    ];
+    run(&AUDIT, &args, |_| ())
+}
+
+static AUDIT_KEY: Stmt = Stmt {
+    sql: concat!(
+        "INSERT INTO apikey.audit_log (action, org_id, key_id, actor_role, actor_identity, details) \
+         SELECT $1, k.org_id, k.id, $3, $4, \
+                jsonb_build_object('key', to_jsonb(", key_info!(), ")) || coalesce($5, '{}'::jsonb) \
+         FROM apikey.keys k WHERE k.id = $2"
+    ),
+    args: &[TEXT, UUID, TEXT, TEXT, JSONB],
+};
+
+/// Record an action on a key, with the key's public fields as they are now (never its
+/// secret or digest) and `details` merged in.
+pub fn audit_key(action: &str, key_id: Uuid, by: &Actor<'_>, details: serde_json::Value) {
+    let args = [
+        action.into(),
+        key_id.into(),
+        by.role.into(),
+        by.identity.into(),
+        JsonB(details).into(),
+    ];
+    run(&AUDIT_KEY, &args, |_| ())
+}
+
+pub type AuditRow = (
+    i64,
+    TimestampWithTimeZone,
+    String,
+    Option<String>,
+    Option<Uuid>,
+    Option<String>,
+    String,
+    Option<String>,
+    JsonB,
+);
+
+static AUDIT_LIST: Stmt = Stmt {
+    sql: "SELECT a.id, a.at, a.action, a.org_id, a.key_id, a.subject, a.actor_role, \
+                 a.actor_identity, a.details \
+          FROM apikey.audit_log a \
+          WHERE ($1::text IS NULL OR a.org_id = $1) AND ($2::timestamptz IS NULL OR a.at >= $2) \
+          ORDER BY a.id",
+    args: &[TEXT, TIMESTAMPTZ],
+};
+
+pub fn audit_list(org_id: Option<&str>, since: Option<TimestampWithTimeZone>) -> Vec<AuditRow> {
+    run(&AUDIT_LIST, &[org_id.into(), since.into()], |t| {
+        t.into_iter()
+            .map(|r| {
+                (
+                    col(&r, 1).unwrap(),
+                    col(&r, 2).unwrap(),
+                    col(&r, 3).unwrap(),
+                    col(&r, 4),
+                    col(&r, 5),
+                    col(&r, 6),
+                    col(&r, 7).unwrap(),
+                    col(&r, 8),
+                    col(&r, 9).unwrap(),
+                )
+            })
+            .collect()
+    })
 }
