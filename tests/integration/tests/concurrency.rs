@@ -1,0 +1,130 @@
+//! Quotas, refills and rate limits under concurrent verifies from separate connections,
+//! and the fixed window's timing on a real clock.
+use std::collections::HashMap;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pg_apikey_integration::*;
+
+const CLIENTS: usize = 8;
+
+/// `CLIENTS` connections verify `key` `per_client` times each, all starting together;
+/// returns how many times each code came back.
+fn race(role: &str, key: &str, per_client: usize) -> HashMap<String, usize> {
+    let start = Arc::new(Barrier::new(CLIENTS));
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (role, key, start) = (role.to_string(), key.to_string(), start.clone());
+            thread::spawn(move || {
+                let mut c = connect(&role);
+                start.wait();
+                (0..per_client).map(|_| verify_code(&mut c, &key)).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut counts = HashMap::new();
+    for h in handles {
+        for code in h.join().unwrap() {
+            *counts.entry(code).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+fn setup(t: &str) -> (postgres::Client, String) {
+    let mut su = superuser();
+    su.batch_execute(&format!("SELECT apikey.create_organization('{t}-org')")).unwrap();
+    let api = login_role(&mut su, t, "api");
+    (su, api)
+}
+
+fn create(su: &mut postgres::Client, t: &str, settings: &str) -> (String, String) {
+    let row = su
+        .query_one(
+            format!("SELECT key_id::text, key FROM apikey.create_api_key(org_id => '{t}-org', {settings})").as_str(),
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[test]
+fn exactly_remaining_verifies_succeed_under_concurrency() {
+    let t = "cquota";
+    let (mut su, api) = setup(t);
+    let (id, key) = create(&mut su, t, "remaining => 50");
+    let counts = race(&api, &key, 20);
+    assert_eq!(counts.get("VALID"), Some(&50), "{counts:?}");
+    assert_eq!(counts.get("USAGE_EXCEEDED"), Some(&(CLIENTS * 20 - 50)), "{counts:?}");
+    let left: i64 = su.query_one("SELECT remaining FROM apikey.keys WHERE id = $1::text::uuid", &[&id]).unwrap().get(0);
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn exactly_rate_limit_max_admissions_under_concurrency() {
+    let t = "crate";
+    let (mut su, api) = setup(t);
+    let (id, key) = create(&mut su, t, "rate_limit_max => 50, rate_limit_window => '1 hour'");
+    let counts = race(&api, &key, 20);
+    assert_eq!(counts.get("VALID"), Some(&50), "{counts:?}");
+    assert_eq!(counts.get("RATE_LIMITED"), Some(&(CLIENTS * 20 - 50)), "{counts:?}");
+    let n: i32 = su.query_one("SELECT rate_window_count FROM apikey.keys WHERE id = $1::text::uuid", &[&id]).unwrap().get(0);
+    assert_eq!(n, 50);
+}
+
+#[test]
+fn refill_happens_exactly_once_per_interval_under_concurrency() {
+    let t = "crefill";
+    let (mut su, api) = setup(t);
+    let (id, key) = create(&mut su, t, "remaining => 0, refill_amount => 5, refill_interval => '1 hour'");
+    assert_eq!(verify_code(&mut su, &key), "USAGE_EXCEEDED");
+    // Two intervals have passed since creation: one refill is due, not two.
+    su.execute("UPDATE apikey.keys SET created_at = created_at - interval '2 hours' WHERE id = $1::text::uuid", &[&id])
+        .unwrap();
+    let counts = race(&api, &key, 5);
+    assert_eq!(counts.get("VALID"), Some(&5), "{counts:?}");
+    assert_eq!(counts.get("USAGE_EXCEEDED"), Some(&(CLIENTS * 5 - 5)), "{counts:?}");
+    let row = su
+        .query_one(
+            "SELECT remaining, last_refill_at > now() - interval '1 minute' FROM apikey.keys WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, bool>(1)), (0, true));
+}
+
+#[test]
+fn quota_and_rate_limit_together_stay_exact() {
+    let t = "cboth";
+    let (mut su, api) = setup(t);
+    let (id, key) = create(&mut su, t, "remaining => 30, rate_limit_max => 40, rate_limit_window => '1 hour'");
+    let counts = race(&api, &key, 10);
+    // 30 uses admitted; the other 50 are refused for usage, which spends no rate limit.
+    assert_eq!(counts.get("VALID"), Some(&30), "{counts:?}");
+    assert_eq!(counts.get("USAGE_EXCEEDED"), Some(&50), "{counts:?}");
+    let row = su
+        .query_one("SELECT remaining, rate_window_count FROM apikey.keys WHERE id = $1::text::uuid", &[&id])
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i32>(1)), (0, 30));
+}
+
+/// The timing case (2 per second; requests at 0, 0.5, 0.9, 1.25 s) on a real
+/// clock, scaled by 8 so that a slow machine keeps a wide margin on every side.
+#[test]
+fn steady_traffic_is_admitted_again_when_the_window_ends() {
+    let t = "csteady";
+    let (mut su, api) = setup(t);
+    let (_, key) = create(&mut su, t, "rate_limit_max => 2, rate_limit_window => '8 seconds'");
+    let mut c = connect(&api);
+    let t0 = Instant::now();
+    let mut codes = Vec::new();
+    for at_ms in [0u64, 4_000, 7_200, 10_000] {
+        let due = t0 + Duration::from_millis(at_ms);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        codes.push(verify_code(&mut c, &key));
+    }
+    assert_eq!(codes, ["VALID", "VALID", "RATE_LIMITED", "VALID"]);
+}
