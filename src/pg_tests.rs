@@ -161,20 +161,6 @@ fn errors_restore_the_callers_user_id() {
 }
 
 #[pg_test]
-fn kept_plans_survive_drop_and_create_extension() {
-    org("acme");
-    let (_, key) = org_key("acme", "{}");
-    assert_eq!(code_of(&key), "VALID");
-    Spi::run("DROP EXTENSION pg_apikey").unwrap();
-    Spi::run("CREATE EXTENSION pg_apikey").unwrap();
-    // Same backend, same kept plans: the new, empty tables answer.
-    assert_eq!(code_of(&key), "KEY_NOT_FOUND");
-    org("acme");
-    let (_, again) = org_key("acme", "{}");
-    assert_eq!(code_of(&again), "VALID");
-}
-
-#[pg_test]
 fn every_function_is_commented_invoker_and_pins_search_path() {
     let bad = Spi::get_one::<i64>(
         "SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'apikey'::regnamespace \
