@@ -67,7 +67,9 @@ start_cluster() {
         as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust --no-instructions >/dev/null
     fi
     if ! as_pg "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
-        as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+        # Without RUST_BACKTRACE in the server's environment, errors carry no Rust
+        # backtrace in their DETAIL (pgrx adds one when it is set).
+        as_pg env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
             -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c max_connections=100" start >/dev/null
     fi
 }

@@ -44,3 +44,6 @@ COMMENT ON FUNCTION apikey.rotate_api_key(uuid, interval) IS
 
 COMMENT ON FUNCTION apikey.list_audit_events(text, timestamptz) IS
 'Management actions (organizations, members, role mapping, key create/update/rotate/revoke/delete) with the calling role, identity, time and what changed; never a secret. Trusted callers read all; an organization''s owners read its events.';
+
+COMMENT ON FUNCTION apikey.current_identity() IS
+'The identity pg_apikey uses for the current caller: the role name for an ordinary role, the claim named by apikey.identity_claim in request.jwt.claims for a gateway role (apikey.gateway_roles), NULL for a trusted caller or a missing claim. For the application''s RLS policies.';

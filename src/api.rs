@@ -196,6 +196,7 @@ fn create_organization(
     ),
 > {
     let caller = Caller::current();
+    membership::require_builtin_source("create_organization");
     caller.require_trusted("create_organization");
     let id = require_id("organization id", id);
     let row = as_owner(|| {
@@ -239,6 +240,7 @@ fn add_member(
     ),
 > {
     let caller = Caller::current();
+    membership::require_builtin_source("add_member");
     let org_id = require_id("org_id", org_id);
     let user_id = require_id("user_id", user_id);
     let role = require_id("role", role);
@@ -269,6 +271,7 @@ fn add_member(
 #[search_path(pg_catalog, pg_temp)]
 fn remove_member(org_id: Option<&str>, user_id: Option<&str>) -> bool {
     let caller = Caller::current();
+    membership::require_builtin_source("remove_member");
     let org_id = require_id("org_id", org_id);
     let user_id = require_id("user_id", user_id);
     as_owner(|| {
@@ -350,6 +353,15 @@ fn list_role_actions() -> TableIterator<
 > {
     let _caller = Caller::current();
     TableIterator::new(as_owner(storage::role_actions_list))
+}
+
+/// The identity pg_apikey would use for the current caller: the role name for an ordinary
+/// role, the JWT claim for a gateway role, NULL for a trusted caller or a missing claim.
+/// For the application's own row-level security policies.
+#[pg_extern(stable)]
+#[search_path(pg_catalog, pg_temp)]
+fn current_identity() -> Option<String> {
+    Caller::current().identity
 }
 
 // ---------------------------------------------------------------- create

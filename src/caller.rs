@@ -21,8 +21,11 @@ pub struct Caller {
     /// A superuser, or a member (`pg_has_role(.., 'MEMBER')`) of `apikey.service_role`.
     pub trusted: bool,
     /// The user id that membership is checked against: the role's name for an ordinary
-    /// caller; `None` for a trusted caller, who acts for others and needs none.
+    /// caller, the JWT claim for a gateway caller (`None` when the claim is missing);
+    /// `None` for a trusted caller, who acts for others and needs none.
     pub identity: Option<String>,
+    /// The gateway role through which the caller came, if any.
+    pub gateway: Option<String>,
 }
 
 fn current_role() -> (pg_sys::Oid, i32) {
@@ -56,22 +59,54 @@ pub fn is_trusted(role: pg_sys::Oid) -> bool {
         || service_role_oid().is_some_and(|svc| unsafe { pg_sys::is_member_of_role(role, svc) })
 }
 
+/// The first gateway role (`apikey.gateway_roles`) that `role` is a member of.
+fn gateway_of(role: pg_sys::Oid) -> Option<String> {
+    settings::gateway_roles().into_iter().find(|name| {
+        let Ok(c) = CString::new(name.as_str()) else {
+            return false;
+        };
+        // SAFETY: missing_ok = true returns InvalidOid instead of raising.
+        let gw = unsafe { pg_sys::get_role_oid(c.as_ptr(), true) };
+        gw != pg_sys::InvalidOid && unsafe { pg_sys::is_member_of_role(role, gw) }
+    })
+}
+
+/// The identity claim of the current request's JWT (`request.jwt.claims`, as PostgREST
+/// sets it per transaction); `None` when the setting, the JSON or the claim is missing,
+/// empty or not a string or number.
+fn claim_identity() -> Option<String> {
+    // SAFETY: missing_ok = true returns NULL for an unknown setting; the string is copied.
+    let raw = unsafe { pg_sys::GetConfigOption(c"request.jwt.claims".as_ptr(), true, false) };
+    if raw.is_null() {
+        return None;
+    }
+    let text = unsafe { CStr::from_ptr(raw) }.to_string_lossy();
+    let claims: serde_json::Value = serde_json::from_str(&text).ok()?;
+    match claims.get(settings::identity_claim())? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 impl Caller {
     /// The caller as it is at this moment. Call first thing in every entry point.
     pub fn current() -> Caller {
         let (role, _) = current_role();
         let role_name = role_name(role);
         let trusted = is_trusted(role);
-        let identity = if trusted {
-            None
-        } else {
-            Some(role_name.clone())
+        let gateway = if trusted { None } else { gateway_of(role) };
+        let identity = match (&gateway, trusted) {
+            (_, true) => None,
+            (Some(_), false) => claim_identity(),
+            (None, false) => Some(role_name.clone()),
         };
         Caller {
             role,
             role_name,
             trusted,
             identity,
+            gateway,
         }
     }
 
@@ -87,10 +122,20 @@ impl Caller {
     pub fn require_identity(&self) -> &str {
         match &self.identity {
             Some(id) => id,
-            None => error::denied(
-                format!("role \"{}\" has no identity to act as", self.role_name),
-                "Call as a role with an identity, or as a trusted caller naming the owner.",
-            ),
+            None => match &self.gateway {
+                Some(gw) => error::denied(
+                    format!(
+                        "no identity: role \"{}\" calls through gateway role \"{gw}\", and request.jwt.claims has no \"{}\" claim",
+                        self.role_name,
+                        settings::identity_claim()
+                    ),
+                    "Send a JWT whose claim apikey.identity_claim names the user.",
+                ),
+                None => error::denied(
+                    format!("role \"{}\" has no identity to act as", self.role_name),
+                    "Call as a role with an identity, or as a trusted caller naming the owner.",
+                ),
+            },
         }
     }
 
@@ -143,6 +188,24 @@ impl Drop for RestoreUser {
     }
 }
 
+const RESTRICTED: i32 =
+    (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
+
+thread_local! {
+    /// The callers that enclosing [`as_owner`] calls switched away from, innermost last.
+    static CALLERS: std::cell::RefCell<Vec<(pg_sys::Oid, i32)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Pops the caller pushed by [`as_owner`], on every path out.
+struct PopCaller;
+
+impl Drop for PopCaller {
+    fn drop(&mut self) {
+        CALLERS.with(|c| c.borrow_mut().pop());
+    }
+}
+
 /// Run `f` with the extension owner's rights, as a security-restricted operation (no
 /// `SET ROLE`, no temporary objects), then restore the caller. Decide on the caller
 /// before calling this.
@@ -150,9 +213,26 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     let owner = extension_owner();
     let (role, sec_context) = current_role();
     let _restore = RestoreUser { role, sec_context };
-    let restricted =
-        (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
+    CALLERS.with(|c| c.borrow_mut().push((role, sec_context)));
+    let _pop = PopCaller;
     // SAFETY: owner is a valid role oid read from the catalog just above.
-    unsafe { pg_sys::SetUserIdAndSecContext(owner, sec_context | restricted) };
+    unsafe { pg_sys::SetUserIdAndSecContext(owner, sec_context | RESTRICTED) };
+    f()
+}
+
+/// Inside [`as_owner`]: run `f` with the caller's rights again (still a
+/// security-restricted operation), then return to the owner's. Used for the
+/// application's own membership functions, which must never run with the owner's rights.
+pub fn with_caller_rights<R>(f: impl FnOnce() -> R) -> R {
+    let (caller, caller_context) = CALLERS
+        .with(|c| c.borrow().last().copied())
+        .expect("with_caller_rights is only called inside as_owner");
+    let (owner, owner_context) = current_role();
+    let _restore = RestoreUser {
+        role: owner,
+        sec_context: owner_context,
+    };
+    // SAFETY: restoring the caller's own user id, read when as_owner switched away.
+    unsafe { pg_sys::SetUserIdAndSecContext(caller, caller_context | RESTRICTED) };
     f()
 }

@@ -16,6 +16,13 @@ pub static DEFAULT_PREFIX: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"ak_"));
 
 pub static LAST_USED_RESOLUTION: GucSetting<i32> = GucSetting::<i32>::new(60);
+pub static GATEWAY_ROLES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static IDENTITY_CLAIM: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"sub"));
+pub static ORG_EXISTS_FUNCTION: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+pub static MEMBER_ROLES_FUNCTION: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
 
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -44,6 +51,38 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::UNIT_S,
     );
+    GucRegistry::define_string_guc(
+        c"apikey.gateway_roles",
+        c"Comma-separated roles whose callers are end users behind a gateway (PostgREST, Supabase).",
+        c"For a caller whose current_user is (a member of) one of these roles, the identity is a claim in request.jwt.claims, not the role name. For any other role the claims are never read.",
+        &GATEWAY_ROLES,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"apikey.identity_claim",
+        c"The claim in request.jwt.claims that holds the user id, for gateway roles.",
+        c"",
+        &IDENTITY_CLAIM,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"apikey.org_exists_function",
+        c"Schema-qualified function (org_id text) RETURNS boolean of the application's; empty: built-in tables.",
+        c"Set together with apikey.member_roles_function. The function must be owned by a trusted role and pin its own search_path; it runs with the caller's rights (make it SECURITY DEFINER to read protected tables).",
+        &ORG_EXISTS_FUNCTION,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"apikey.member_roles_function",
+        c"Schema-qualified function (org_id text, user_id text) RETURNS text[] of the application's; empty: built-in tables.",
+        c"Returns the member's roles; NULL or empty means not a member. Same rules as apikey.org_exists_function.",
+        &MEMBER_ROLES_FUNCTION,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
 }
 
 fn read(setting: &GucSetting<Option<CString>>) -> Option<String> {
@@ -60,6 +99,44 @@ pub fn service_role() -> Option<String> {
 
 pub fn default_prefix() -> Option<String> {
     read(&DEFAULT_PREFIX)
+}
+
+/// The gateway roles' names, as listed (trimmed, empty entries dropped).
+pub fn gateway_roles() -> Vec<String> {
+    read(&GATEWAY_ROLES)
+        .map(|s| {
+            s.split(',')
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn identity_claim() -> String {
+    read(&IDENTITY_CLAIM).unwrap_or_else(|| "sub".into())
+}
+
+/// Where organizations and memberships come from.
+pub enum MembershipSource {
+    BuiltIn,
+    Functions {
+        org_exists: String,
+        member_roles: String,
+    },
+    /// Only one of the two functions is set.
+    HalfSet,
+}
+
+pub fn membership_source() -> MembershipSource {
+    match (read(&ORG_EXISTS_FUNCTION), read(&MEMBER_ROLES_FUNCTION)) {
+        (None, None) => MembershipSource::BuiltIn,
+        (Some(org_exists), Some(member_roles)) => MembershipSource::Functions {
+            org_exists,
+            member_roles,
+        },
+        _ => MembershipSource::HalfSet,
+    }
 }
 
 /// How stale `last_used_at` may get before a verify writes it again.

@@ -25,6 +25,8 @@ pub struct Stmt {
 
 thread_local! {
     static PLANS: RefCell<HashMap<usize, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+    /// Plans of statements built at run time (calls of the application's functions).
+    static DYNAMIC_PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
 }
 
 fn plan(client: &SpiClient<'_>, stmt: &'static Stmt) -> Rc<OwnedPreparedStatement> {
@@ -53,6 +55,32 @@ pub fn run<R>(
         let table = client
             .update(&*plan, None, args)
             .unwrap_or_else(|e| panic!("pg_apikey: an internal statement failed: {e}"));
+        read(table)
+    })
+}
+
+/// Like [`run`], for a statement built at run time: its plan is kept by its text.
+fn run_dynamic<R>(
+    sql: &str,
+    arg_types: &[pg_sys::Oid],
+    args: &[DatumWithOid<'_>],
+    read: impl for<'c> FnOnce(SpiTupleTable<'c>) -> R,
+) -> R {
+    Spi::connect_mut(|client| {
+        let cached = DYNAMIC_PLANS.with(|p| p.borrow().get(sql).cloned());
+        let plan = cached.unwrap_or_else(|| {
+            let oids: Vec<PgOid> = arg_types.iter().map(|&o| PgOid::from(o)).collect();
+            let prepared = client
+                .prepare_mut(sql, &oids)
+                .unwrap_or_else(|e| panic!("pg_apikey: preparing {sql}: {e}"))
+                .keep();
+            let plan = Rc::new(prepared);
+            DYNAMIC_PLANS.with(|p| p.borrow_mut().insert(sql.to_string(), plan.clone()));
+            plan
+        });
+        let table = client
+            .update(&*plan, None, args)
+            .unwrap_or_else(|e| panic!("pg_apikey: {sql} failed: {e}"));
         read(table)
     })
 }
@@ -120,6 +148,64 @@ pub fn org_insert(
             })
         },
     )
+}
+
+// ---------------------------------------------------------------- the application's functions
+
+/// What the catalog says of a function named by a membership setting.
+pub struct AppFunction {
+    /// `schema.name`, each part quoted as needed.
+    pub qualified: String,
+    pub returns_expected: bool,
+    pub pins_search_path: bool,
+    pub owner: pg_sys::Oid,
+    pub temporary: bool,
+}
+
+static APP_FUNCTION: Stmt = Stmt {
+    sql: "SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname), p.prorettype = $2, \
+                 coalesce((SELECT bool_or(c LIKE 'search_path=%') FROM unnest(p.proconfig) c), false), \
+                 p.proowner, n.oid = pg_my_temp_schema() OR n.nspname LIKE 'pg\\_temp\\_%' \
+          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+          WHERE p.oid = to_regprocedure($1)",
+    args: &[TEXT, pg_sys::OIDOID],
+};
+
+/// Look up `signature` (e.g. `app.member_roles(text,text)`); `None` when no such function.
+pub fn app_function(signature: &str, returns: pg_sys::Oid) -> Option<AppFunction> {
+    run(&APP_FUNCTION, &[signature.into(), returns.into()], |t| {
+        t.into_iter().next().map(|r| AppFunction {
+            qualified: col(&r, 1).unwrap(),
+            returns_expected: col(&r, 2).unwrap(),
+            pins_search_path: col(&r, 3).unwrap(),
+            owner: col(&r, 4).unwrap(),
+            temporary: col(&r, 5).unwrap(),
+        })
+    })
+}
+
+/// Call the application's `(org_id text) RETURNS boolean`.
+pub fn call_org_exists(f: &AppFunction, org_id: &str) -> Option<bool> {
+    let sql = format!("SELECT {}($1)", f.qualified);
+    run_dynamic(&sql, &[TEXT], &[org_id.into()], |t| {
+        t.into_iter().next().and_then(|r| col::<bool>(&r, 1))
+    })
+}
+
+/// Call the application's `(org_id text, user_id text) RETURNS text[]`.
+pub fn call_member_roles(f: &AppFunction, org_id: &str, user_id: &str) -> Vec<String> {
+    let sql = format!("SELECT {}($1, $2)", f.qualified);
+    run_dynamic(&sql, &[TEXT, TEXT], &[org_id.into(), user_id.into()], |t| {
+        t.into_iter()
+            .next()
+            .and_then(|r| col::<Vec<Option<String>>>(&r, 1))
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .map(|role| role.trim().to_string())
+            .filter(|role| !role.is_empty())
+            .collect()
+    })
 }
 
 // ---------------------------------------------------------------- members and roles

@@ -19,7 +19,9 @@ fn race(role: &str, key: &str, per_client: usize) -> HashMap<String, usize> {
             thread::spawn(move || {
                 let mut c = connect(&role);
                 start.wait();
-                (0..per_client).map(|_| verify_code(&mut c, &key)).collect::<Vec<_>>()
+                (0..per_client)
+                    .map(|_| verify_code(&mut c, &key))
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
@@ -34,7 +36,8 @@ fn race(role: &str, key: &str, per_client: usize) -> HashMap<String, usize> {
 
 fn setup(t: &str) -> (postgres::Client, String) {
     let mut su = superuser();
-    su.batch_execute(&format!("SELECT apikey.create_organization('{t}-org')")).unwrap();
+    su.batch_execute(&format!("SELECT apikey.create_organization('{t}-org')"))
+        .unwrap();
     let api = login_role(&mut su, t, "api");
     (su, api)
 }
@@ -56,8 +59,18 @@ fn exactly_remaining_verifies_succeed_under_concurrency() {
     let (id, key) = create(&mut su, t, "remaining => 50");
     let counts = race(&api, &key, 20);
     assert_eq!(counts.get("VALID"), Some(&50), "{counts:?}");
-    assert_eq!(counts.get("USAGE_EXCEEDED"), Some(&(CLIENTS * 20 - 50)), "{counts:?}");
-    let left: i64 = su.query_one("SELECT remaining FROM apikey.keys WHERE id = $1::text::uuid", &[&id]).unwrap().get(0);
+    assert_eq!(
+        counts.get("USAGE_EXCEEDED"),
+        Some(&(CLIENTS * 20 - 50)),
+        "{counts:?}"
+    );
+    let left: i64 = su
+        .query_one(
+            "SELECT remaining FROM apikey.keys WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
     assert_eq!(left, 0);
 }
 
@@ -65,11 +78,25 @@ fn exactly_remaining_verifies_succeed_under_concurrency() {
 fn exactly_rate_limit_max_admissions_under_concurrency() {
     let t = "crate";
     let (mut su, api) = setup(t);
-    let (id, key) = create(&mut su, t, "rate_limit_max => 50, rate_limit_window => '1 hour'");
+    let (id, key) = create(
+        &mut su,
+        t,
+        "rate_limit_max => 50, rate_limit_window => '1 hour'",
+    );
     let counts = race(&api, &key, 20);
     assert_eq!(counts.get("VALID"), Some(&50), "{counts:?}");
-    assert_eq!(counts.get("RATE_LIMITED"), Some(&(CLIENTS * 20 - 50)), "{counts:?}");
-    let n: i32 = su.query_one("SELECT rate_window_count FROM apikey.keys WHERE id = $1::text::uuid", &[&id]).unwrap().get(0);
+    assert_eq!(
+        counts.get("RATE_LIMITED"),
+        Some(&(CLIENTS * 20 - 50)),
+        "{counts:?}"
+    );
+    let n: i32 = su
+        .query_one(
+            "SELECT rate_window_count FROM apikey.keys WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
     assert_eq!(n, 50);
 }
 
@@ -77,14 +104,22 @@ fn exactly_rate_limit_max_admissions_under_concurrency() {
 fn refill_happens_exactly_once_per_interval_under_concurrency() {
     let t = "crefill";
     let (mut su, api) = setup(t);
-    let (id, key) = create(&mut su, t, "remaining => 0, refill_amount => 5, refill_interval => '1 hour'");
+    let (id, key) = create(
+        &mut su,
+        t,
+        "remaining => 0, refill_amount => 5, refill_interval => '1 hour'",
+    );
     assert_eq!(verify_code(&mut su, &key), "USAGE_EXCEEDED");
     // Two intervals have passed since creation: one refill is due, not two.
     su.execute("UPDATE apikey.keys SET created_at = created_at - interval '2 hours' WHERE id = $1::text::uuid", &[&id])
         .unwrap();
     let counts = race(&api, &key, 5);
     assert_eq!(counts.get("VALID"), Some(&5), "{counts:?}");
-    assert_eq!(counts.get("USAGE_EXCEEDED"), Some(&(CLIENTS * 5 - 5)), "{counts:?}");
+    assert_eq!(
+        counts.get("USAGE_EXCEEDED"),
+        Some(&(CLIENTS * 5 - 5)),
+        "{counts:?}"
+    );
     let row = su
         .query_one(
             "SELECT remaining, last_refill_at > now() - interval '1 minute' FROM apikey.keys WHERE id = $1::text::uuid",
@@ -98,13 +133,20 @@ fn refill_happens_exactly_once_per_interval_under_concurrency() {
 fn quota_and_rate_limit_together_stay_exact() {
     let t = "cboth";
     let (mut su, api) = setup(t);
-    let (id, key) = create(&mut su, t, "remaining => 30, rate_limit_max => 40, rate_limit_window => '1 hour'");
+    let (id, key) = create(
+        &mut su,
+        t,
+        "remaining => 30, rate_limit_max => 40, rate_limit_window => '1 hour'",
+    );
     let counts = race(&api, &key, 10);
     // 30 uses admitted; the other 50 are refused for usage, which spends no rate limit.
     assert_eq!(counts.get("VALID"), Some(&30), "{counts:?}");
     assert_eq!(counts.get("USAGE_EXCEEDED"), Some(&50), "{counts:?}");
     let row = su
-        .query_one("SELECT remaining, rate_window_count FROM apikey.keys WHERE id = $1::text::uuid", &[&id])
+        .query_one(
+            "SELECT remaining, rate_window_count FROM apikey.keys WHERE id = $1::text::uuid",
+            &[&id],
+        )
         .unwrap();
     assert_eq!((row.get::<_, i64>(0), row.get::<_, i32>(1)), (0, 30));
 }
@@ -115,7 +157,11 @@ fn quota_and_rate_limit_together_stay_exact() {
 fn steady_traffic_is_admitted_again_when_the_window_ends() {
     let t = "csteady";
     let (mut su, api) = setup(t);
-    let (_, key) = create(&mut su, t, "rate_limit_max => 2, rate_limit_window => '8 seconds'");
+    let (_, key) = create(
+        &mut su,
+        t,
+        "rate_limit_max => 2, rate_limit_window => '8 seconds'",
+    );
     let mut c = connect(&api);
     let t0 = Instant::now();
     let mut codes = Vec::new();

@@ -134,14 +134,22 @@ fn kept_plans_survive_drop_and_create_extension_in_one_session() {
     let db = "replan_db";
     fresh_db(&mut su, db);
     let mut c = connect_db("postgres", db);
-    c.batch_execute("CREATE EXTENSION pg_apikey; SELECT apikey.create_organization('o')").unwrap();
-    let key: String = c.query_one("SELECT key FROM apikey.create_api_key(org_id => 'o')", &[]).unwrap().get(0);
+    c.batch_execute("CREATE EXTENSION pg_apikey; SELECT apikey.create_organization('o')")
+        .unwrap();
+    let key: String = c
+        .query_one("SELECT key FROM apikey.create_api_key(org_id => 'o')", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(verify_code(&mut c, &key), "VALID");
     c.batch_execute("DROP EXTENSION pg_apikey").unwrap();
     c.batch_execute("CREATE EXTENSION pg_apikey").unwrap();
     // Same backend, same kept plans: the new, empty tables answer.
     assert_eq!(verify_code(&mut c, &key), "KEY_NOT_FOUND");
-    c.batch_execute("SELECT apikey.create_organization('o')").unwrap();
-    let again: String = c.query_one("SELECT key FROM apikey.create_api_key(org_id => 'o')", &[]).unwrap().get(0);
+    c.batch_execute("SELECT apikey.create_organization('o')")
+        .unwrap();
+    let again: String = c
+        .query_one("SELECT key FROM apikey.create_api_key(org_id => 'o')", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(verify_code(&mut c, &again), "VALID");
 }

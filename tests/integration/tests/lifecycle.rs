@@ -6,23 +6,42 @@ use pg_apikey_integration::*;
 fn lifecycle_calls_from_each_kind_of_caller() {
     let mut su = superuser();
     let t = "life";
-    su.batch_execute("SELECT apikey.create_organization('life-org')").unwrap();
+    su.batch_execute("SELECT apikey.create_organization('life-org')")
+        .unwrap();
     let svc = login_role(&mut su, t, "svc");
-    su.batch_execute(&format!("GRANT apikey_service TO \"{svc}\"")).unwrap();
+    su.batch_execute(&format!("GRANT apikey_service TO \"{svc}\""))
+        .unwrap();
     let admin = login_role(&mut su, t, "admin");
     let member = login_role(&mut su, t, "member");
     let stranger = login_role(&mut su, t, "stranger");
-    su.execute("SELECT apikey.add_member('life-org', $1, 'admin')", &[&admin]).unwrap();
-    su.execute("SELECT apikey.add_member('life-org', $1, 'member')", &[&member]).unwrap();
+    su.execute(
+        "SELECT apikey.add_member('life-org', $1, 'admin')",
+        &[&admin],
+    )
+    .unwrap();
+    su.execute(
+        "SELECT apikey.add_member('life-org', $1, 'member')",
+        &[&member],
+    )
+    .unwrap();
 
     let new_org_key = |su: &mut postgres::Client| -> String {
-        su.query_one("SELECT key_id::text FROM apikey.create_api_key(org_id => 'life-org', name => 'k')", &[])
-            .unwrap()
-            .get(0)
+        su.query_one(
+            "SELECT key_id::text FROM apikey.create_api_key(org_id => 'life-org', name => 'k')",
+            &[],
+        )
+        .unwrap()
+        .get(0)
     };
     let calls = [
-        ("rename", "SELECT apikey.update_api_key($1::text::uuid, name => 'renamed')"),
-        ("policy", "SELECT apikey.update_api_key($1::text::uuid, remaining => 5)"),
+        (
+            "rename",
+            "SELECT apikey.update_api_key($1::text::uuid, name => 'renamed')",
+        ),
+        (
+            "policy",
+            "SELECT apikey.update_api_key($1::text::uuid, remaining => 5)",
+        ),
         ("rotate", "SELECT apikey.rotate_api_key($1::text::uuid)"),
         ("revoke", "SELECT apikey.revoke_api_key($1::text::uuid)"),
         ("delete", "SELECT apikey.delete_api_key($1::text::uuid)"),
@@ -46,12 +65,21 @@ fn lifecycle_calls_from_each_kind_of_caller() {
 
     // A user key: its owner manages it, except policy fields; nobody else sees it.
     let mut own = connect(&stranger);
-    for ((what, sql), want) in calls.iter().zip(["00000", "42501", "00000", "00000", "00000"]) {
-        let id: String = own.query_one("SELECT key_id::text FROM apikey.create_api_key()", &[]).unwrap().get(0);
+    for ((what, sql), want) in calls
+        .iter()
+        .zip(["00000", "42501", "00000", "00000", "00000"])
+    {
+        let id: String = own
+            .query_one("SELECT key_id::text FROM apikey.create_api_key()", &[])
+            .unwrap()
+            .get(0);
         assert_eq!(sqlstate(own.execute(*sql, &[&id])), want, "owner {what}");
         let mut other = connect(&admin);
         if want == "00000" && *what != "delete" {
-            assert_eq!(sqlstate(other.execute("SELECT apikey.get_api_key($1::text::uuid)", &[&id])), "P0002");
+            assert_eq!(
+                sqlstate(other.execute("SELECT apikey.get_api_key($1::text::uuid)", &[&id])),
+                "P0002"
+            );
         }
     }
 
@@ -67,10 +95,33 @@ fn lifecycle_calls_from_each_kind_of_caller() {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     for (role, actions) in [
-        (&svc, vec!["key_updated", "key_updated", "key_created", "key_rotated", "key_revoked", "key_deleted"]),
-        (&admin, vec!["key_updated", "key_created", "key_rotated", "key_revoked", "key_deleted"]),
+        (
+            &svc,
+            vec![
+                "key_updated",
+                "key_updated",
+                "key_created",
+                "key_rotated",
+                "key_revoked",
+                "key_deleted",
+            ],
+        ),
+        (
+            &admin,
+            vec![
+                "key_updated",
+                "key_created",
+                "key_rotated",
+                "key_revoked",
+                "key_deleted",
+            ],
+        ),
     ] {
-        let got: Vec<&str> = rows.iter().filter(|(_, r)| r == role).map(|(a, _)| a.as_str()).collect();
+        let got: Vec<&str> = rows
+            .iter()
+            .filter(|(_, r)| r == role)
+            .map(|(a, _)| a.as_str())
+            .collect();
         assert_eq!(got, actions, "{role}");
     }
 }
