@@ -650,6 +650,7 @@ pub(crate) fn verify(
             "INSUFFICIENT_PERMISSIONS"
         } else if k.limited {
             require_writable();
+            relax_commit_for_usage();
             let mut code = "VALID";
             for _ in 0..CONSUME_ATTEMPTS {
                 if let Some(left) = storage::key_consume(k.key_id, now) {
@@ -678,6 +679,7 @@ pub(crate) fn verify(
             code
         } else {
             if k.touch_due && !read_only() {
+                relax_commit_for_usage();
                 storage::key_touch(k.key_id, now, resolution);
             }
             "VALID"
@@ -696,6 +698,32 @@ pub(crate) fn verify(
             retry_after,
         )
     })
+}
+
+/// With `apikey.usage_synchronous_commit = off`, let the single-statement transaction of
+/// a verify that records usage commit without waiting for its WAL flush. Never inside an
+/// explicit transaction block, whose other writes are the application's.
+fn relax_commit_for_usage() {
+    if settings::USAGE_SYNCHRONOUS_COMMIT.get() {
+        return;
+    }
+    // SAFETY: plain reads of the transaction state; set_config_option with a LOCAL action
+    // lasts until the end of this transaction.
+    unsafe {
+        if pg_sys::IsTransactionBlock() {
+            return;
+        }
+        pg_sys::set_config_option(
+            c"synchronous_commit".as_ptr(),
+            c"off".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            0,
+            false,
+        );
+    }
 }
 
 fn read_only() -> bool {

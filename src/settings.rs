@@ -16,6 +16,7 @@ pub static DEFAULT_PREFIX: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"ak_"));
 
 pub static LAST_USED_RESOLUTION: GucSetting<i32> = GucSetting::<i32>::new(60);
+pub static USAGE_SYNCHRONOUS_COMMIT: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static GATEWAY_ROLES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static IDENTITY_CLAIM: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"sub"));
@@ -50,6 +51,14 @@ pub fn init() {
         86_400,
         GucContext::Suset,
         GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"apikey.usage_synchronous_commit",
+        c"Whether a verify that records usage waits for its WAL flush (default on: exact and durable).",
+        c"off: a verify that writes usage (quota, rate window, last_used_at) in a single-statement transaction commits asynchronously. A crash can then lose up to 3 x wal_writer_delay of recorded usage, so a key may be over-admitted by the verifies of that window. Never applies inside an explicit transaction block.",
+        &USAGE_SYNCHRONOUS_COMMIT,
+        GucContext::Suset,
+        GucFlags::default(),
     );
     GucRegistry::define_string_guc(
         c"apikey.gateway_roles",

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Turn bench/run.sh's results.tsv into BENCHMARKS.md: medians with min/max, ratios to
+the baselines measured in the same run, and the issue's targets, met or not."""
+import argparse
+import csv
+import datetime
+import statistics
+from collections import defaultdict
+
+p = argparse.ArgumentParser()
+p.add_argument("results")
+p.add_argument("--machine", required=True)
+p.add_argument("--postgres", required=True)
+p.add_argument("--settings", required=True)
+p.add_argument("--runs", required=True)
+p.add_argument("--seconds", required=True)
+p.add_argument("--big", required=True)
+a = p.parse_args()
+
+values = defaultdict(list)
+units = {}
+with open(a.results) as f:
+    for row in csv.DictReader(f, delimiter="\t"):
+        key = (row["phase"], row["workload"], int(row["clients"]))
+        values[key].append(float(row["value"]))
+        units[key] = row["unit"]
+
+
+def med(phase, workload, clients):
+    return statistics.median(values[(phase, workload, clients)])
+
+
+def cell(phase, workload, clients):
+    v = values[(phase, workload, clients)]
+    return f"{statistics.median(v):,.0f} ({min(v):,.0f}–{max(v):,.0f})"
+
+
+def ratio(x, y):
+    return f"{x / y:.2f}×"
+
+
+out = []
+w = out.append
+w("# pg_apikey benchmarks\n")
+w("Written by `./bench/run.sh` (do not edit by hand). Every figure is the median of "
+  f"{a.runs} interleaved runs (min–max in brackets); every ratio compares medians "
+  "measured in the same run, because the machines are shared and noisy.\n")
+w(f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+w(f"- Machine: {a.machine}")
+w(f"- PostgreSQL: {a.postgres}; settings: {a.settings}")
+w(f"- pgbench: prepared protocol (`-M prepared`), unix socket, {a.seconds} s per run, "
+  "`-j` = min(clients, 2); each client verifies its own key (`CASE :client_id …`, the same "
+  "expression in every workload and baseline). Extension built in release mode.")
+w("- Baselines: **SELECT 1** (round-trip ceiling), **floor** (prepared SELECT of the "
+  "same columns from `apikey.keys` by `sha256(convert_to($1, 'UTF8'))`), **DIY** "
+  "(`bench/diy.sql`: a PL/pgSQL verify over an ordinary table with the same checks).\n")
+
+w("## Throughput, 10,000 keys per table (transactions per second)\n")
+w("| workload | clients | pg_apikey tps | vs SELECT 1 | vs floor | DIY tps | pg_apikey / DIY |")
+w("| --- | --- | --- | --- | --- | --- | --- |")
+rows = [
+    ("plain key", "verify_plain", "diy_plain", 1),
+    ("plain key", "verify_plain", "diy_plain", 8),
+    ("quota key, distinct keys", "verify_quota", "diy_quota", 8),
+    ("quota key, one hot key", "verify_hot", "diy_hot", 8),
+    ("quota key, one hot key, `usage_synchronous_commit = off`", "verify_hot_async", "diy_hot", 8),
+    ("rate-limited key, distinct keys", "verify_rate", "diy_rate", 8),
+    ("garbage key (bad checksum)", "verify_garbage", "diy_garbage", 8),
+]
+for label, ours, diy, c in rows:
+    m = med("small", ours, c)
+    w(f"| {label} | {c} | {cell('small', ours, c)} | {ratio(m, med('small', 'select1', c))} "
+      f"| {ratio(m, med('small', 'floor', c))} | {cell('small', diy, c)} | {ratio(m, med('small', diy, c))} |")
+for c in (1, 8):
+    w(f"| *SELECT 1* | {c} | {cell('small', 'select1', c)} | 1.00× | "
+      f"{ratio(med('small', 'select1', c), med('small', 'floor', c))} | | |")
+    w(f"| *floor query* | {c} | {cell('small', 'floor', c)} | "
+      f"{ratio(med('small', 'floor', c), med('small', 'select1', c))} | 1.00× | | |")
+w(f"| *floor query, garbage keys* | 8 | {cell('small', 'floor_garbage', 8)} | "
+  f"{ratio(med('small', 'floor_garbage', 8), med('small', 'select1', 8))} | | | |")
+
+w("\n## In process: 100,000 verifies in one statement (ns per verify)\n")
+w("| keys in table | verify | floor query, same loop | verify / floor |")
+w("| --- | --- | --- | --- |")
+for phase, n in (("small", "10,000"), ("big", f"{int(a.big):,}")):
+    w(f"| {n} | {cell(phase, 'inproc_verify', 1)} | {cell(phase, 'inproc_floor', 1)} | "
+      f"{ratio(med(phase, 'inproc_verify', 1), med(phase, 'inproc_floor', 1))} |")
+
+w(f"\n## Table size: 10,000 vs {int(a.big):,} keys, 8 clients (tps)\n")
+w("| workload | 10,000 keys | %s keys | big / small | big / small, each relative to SELECT 1 of its phase |" % f"{int(a.big):,}")
+w("| --- | --- | --- | --- | --- |")
+for wl in ("verify_plain", "floor", "diy_plain", "select1"):
+    s, b = med("small", wl, 8), med("big", wl, 8)
+    norm = (b / med("big", "select1", 8)) / (s / med("small", "select1", 8))
+    w(f"| {wl} | {cell('small', wl, 8)} | {cell('big', wl, 8)} | {ratio(b, s)} | {norm:.2f}× |")
+
+w("\n## Bulk provisioning: 100,000 keys in one statement (keys per second)\n")
+w("| | keys/s | pg_apikey / DIY |")
+w("| --- | --- | --- |")
+w(f"| pg_apikey `create_api_key` | {cell('bulk', 'bulk_pg_apikey', 1)} | "
+  f"{ratio(med('bulk', 'bulk_pg_apikey', 1), med('bulk', 'bulk_diy', 1))} |")
+w(f"| DIY `diy.create_key` | {cell('bulk', 'bulk_diy', 1)} | |")
+
+w("\n## Targets\n")
+w("| target | measured | met |")
+w("| --- | --- | --- |")
+
+
+def target(label, value, ok, fmt="{:.2f}×"):
+    w(f"| {label} | {fmt.format(value)} | {'yes' if ok else '**no**'} |")
+
+
+r = med("small", "verify_plain", 8) / med("small", "floor", 8)
+target("plain verify, 8 clients ≥ 0.9 × floor query", r, r >= 0.9)
+r = med("small", "verify_plain", 8) / med("small", "select1", 8)
+target("plain verify, 8 clients ≥ 0.7 × SELECT 1", r, r >= 0.7)
+r = med("small", "inproc_verify", 1) / med("small", "inproc_floor", 1)
+target("in process ≤ 1.5 × floor query's time", r, r <= 1.5)
+for label, ours, diy, c in rows:
+    r = med("small", ours, c) / med("small", diy, c)
+    target(f"{label}, {c} client(s) ≥ 1.5 × DIY", r, r >= 1.5)
+r = med("bulk", "bulk_pg_apikey", 1) / med("bulk", "bulk_diy", 1)
+target("bulk provisioning ≥ 1.5 × DIY", r, r >= 1.5)
+r = med("small", "verify_garbage", 8) / med("small", "select1", 8)
+target("garbage keys ≥ 1.0 × SELECT 1", r, r >= 1.0)
+r = med("small", "verify_garbage", 8) / med("small", "floor", 8)
+target("garbage keys cheaper than the floor query (tps ratio > 1)", r, r > 1.0)
+s, b = med("small", "verify_plain", 8), med("big", "verify_plain", 8)
+norm = (b / med("big", "select1", 8)) / (s / med("small", "select1", 8))
+target(f"{int(a.big):,} keys within 20 % of 10,000 keys (SELECT 1-normalised)", norm, abs(norm - 1) <= 0.2)
+r = med("small", "verify_quota", 8) / med("small", "verify_plain", 8)
+target("quota verifies on distinct keys ≥ 0.5 × plain verify", r, r >= 0.5)
+import os
+analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
+if os.path.exists(analysis):
+    w("")
+    w(open(analysis).read().rstrip())
+print("\n".join(out))

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# pg_apikey benchmark: builds the extension in release mode, starts a throwaway cluster,
+# loads keys, runs every workload with pgbench (prepared protocol, unix socket) and in
+# process, and writes BENCHMARKS.md with medians, min/max and ratios to baselines
+# measured in the same run.
+#   ./bench/run.sh                 # BENCH_RUNS=3 BENCH_SECONDS=5 by default
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+
+BENCH_DIR="${PGAPIKEY_BENCH_DIR:-/tmp/pg_apikey_bench}"
+PORT="${PGAPIKEY_BENCH_PORT:-28819}"
+RUNS="${BENCH_RUNS:-3}"
+SECONDS_PER_RUN="${BENCH_SECONDS:-5}"
+BIG="${BENCH_BIG_KEYS:-1000000}"
+DB=bench
+SOCK="$BENCH_DIR/sock"
+RESULTS="$BENCH_DIR/results.tsv"
+SCRIPTS="$BENCH_DIR/scripts"
+
+cleanup() { stop_cluster "$BENCH_DIR"; }
+trap cleanup EXIT
+
+ensure_deps
+install_extension release
+stop_cluster "$BENCH_DIR"
+rm -rf "$BENCH_DIR"
+start_cluster "$BENCH_DIR" "$PORT"
+mkdir -p "$SCRIPTS"
+
+psql_b() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres "$@"; }
+psql_b -d postgres -c "CREATE DATABASE $DB"
+log "loading 10,000 keys per table"
+psql_b -d "$DB" -v diy="$ROOT/bench/diy.sql" -v total=10000 -f "$ROOT/bench/load.sql"
+
+# CASE :client_id WHEN 0 THEN '<key 0>' … END: each pgbench client uses its own key, with
+# the same (negligible) cost in every workload and baseline.
+key_case() {
+    local kind="$1" expr="CASE :client_id"
+    while IFS=$'\t' read -r i key; do
+        expr+=" WHEN $i THEN '$key'"
+    done < <(psql_b -d "$DB" -At -F $'\t' -c "SELECT i, key FROM bench.keys WHERE kind = '$kind' ORDER BY i")
+    echo "$expr END"
+}
+one_key() { psql_b -d "$DB" -At -c "SELECT key FROM bench.keys WHERE kind = '$1' AND i = 0"; }
+
+floor_sql() {
+    echo "SELECT k.id, k.org_id, k.user_id, k.name, k.permissions, k.metadata, k.remaining, k.expires_at FROM apikey.keys k WHERE k.digest = sha256(convert_to($1, 'UTF8'));"
+}
+echo "SELECT 1;" > "$SCRIPTS/select1.sql"
+floor_sql "$(key_case plain)" > "$SCRIPTS/floor.sql"
+floor_sql "$(key_case garbage)" > "$SCRIPTS/floor_garbage.sql"
+for kind in plain quota rate garbage; do
+    echo "SELECT * FROM apikey.verify_api_key($(key_case $kind));" > "$SCRIPTS/verify_$kind.sql"
+    echo "SELECT * FROM diy.verify($(key_case diy_$kind));" > "$SCRIPTS/diy_$kind.sql"
+done
+echo "SELECT * FROM apikey.verify_api_key('$(one_key hot)');" > "$SCRIPTS/verify_hot.sql"
+echo "SELECT * FROM diy.verify('$(one_key diy_hot)');" > "$SCRIPTS/diy_hot.sql"
+
+printf 'phase\tworkload\tclients\trun\tvalue\tunit\n' > "$RESULTS"
+
+# pgbench NAME SCRIPT CLIENTS RUN [extra env]: records transactions per second.
+bench() {
+    local name="$1" script="$2" clients="$3" run="$4" phase="$5"
+    local jobs=$(( clients < 2 ? clients : 2 ))
+    local tps
+    tps=$(PGOPTIONS="${BENCH_PGOPTIONS:-}" "$PG_BIN/pgbench" -n -M prepared -h "$SOCK" -p "$PORT" -U postgres \
+            -c "$clients" -j "$jobs" -T "$SECONDS_PER_RUN" -f "$SCRIPTS/$script.sql" "$DB" 2>&1 \
+          | awk '/^tps = / {print $3; exit}')
+    [ -n "$tps" ] || { echo "pgbench $name produced no tps" >&2; exit 1; }
+    printf '%s\t%s\t%s\t%s\t%s\ttps\n' "$phase" "$name" "$clients" "$run" "$tps" >> "$RESULTS"
+    printf '  %-28s c=%s run %s: %s tps\n' "$name" "$clients" "$run" "$tps" >&2
+}
+
+inproc() {
+    local what="$1" run="$2" phase="$3" ns
+    ns=$(psql_b -d "$DB" -At -c "SELECT round(bench.inproc('$what', 100000)::numeric, 1)")
+    printf '%s\tinproc_%s\t1\t%s\t%s\tns/verify\n' "$phase" "$what" "$run" "$ns" >> "$RESULTS"
+    printf '  %-28s run %s: %s ns\n' "inproc_$what" "$run" "$ns" >&2
+}
+
+bulk() {
+    local what="$1" run="$2" rate
+    rate=$(psql_b -d "$DB" -At -c "SELECT round(bench.bulk('$what', 100000)::numeric)")
+    printf 'bulk\tbulk_%s\t1\t%s\t%s\tkeys/s\n' "$what" "$run" "$rate" >> "$RESULTS"
+    printf '  %-28s run %s: %s keys/s\n' "bulk_$what" "$run" "$rate" >&2
+}
+
+# Runs are interleaved (every workload once, then again) so that drift on a shared
+# machine spreads over all of them instead of biasing one.
+for run in $(seq 1 "$RUNS"); do
+    log "run $run of $RUNS (10,000 keys)"
+    for c in 1 8; do
+        bench select1 select1 "$c" "$run" small
+        bench floor floor "$c" "$run" small
+        bench verify_plain verify_plain "$c" "$run" small
+        bench diy_plain diy_plain "$c" "$run" small
+    done
+    bench verify_quota verify_quota 8 "$run" small
+    bench diy_quota diy_quota 8 "$run" small
+    bench verify_hot verify_hot 8 "$run" small
+    BENCH_PGOPTIONS="-c apikey.usage_synchronous_commit=off" bench verify_hot_async verify_hot 8 "$run" small
+    bench diy_hot diy_hot 8 "$run" small
+    bench verify_rate verify_rate 8 "$run" small
+    bench diy_rate diy_rate 8 "$run" small
+    bench verify_garbage verify_garbage 8 "$run" small
+    bench floor_garbage floor_garbage 8 "$run" small
+    bench diy_garbage diy_garbage 8 "$run" small
+    inproc verify "$run" small
+    inproc floor "$run" small
+done
+
+log "growing the keys tables to $BIG keys"
+psql_b -d "$DB" -c "SELECT bench.fill($BIG)" -c "VACUUM ANALYZE"
+for run in $(seq 1 "$RUNS"); do
+    log "run $run of $RUNS ($BIG keys)"
+    bench select1 select1 8 "$run" big
+    bench floor floor 8 "$run" big
+    bench verify_plain verify_plain 8 "$run" big
+    bench diy_plain diy_plain 8 "$run" big
+    inproc verify "$run" big
+    inproc floor "$run" big
+done
+
+log "bulk provisioning"
+for run in $(seq 1 "$RUNS"); do
+    bulk pg_apikey "$run"
+    bulk diy "$run"
+done
+
+SETTINGS=$(psql_b -d "$DB" -At -F '=' -c "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync', 'wal_level', 'max_connections', 'jit') ORDER BY name" | paste -sd ' ')
+PGVERSION=$(psql_b -d "$DB" -At -c "SHOW server_version")
+python3 "$ROOT/bench/report.py" "$RESULTS" \
+    --machine "$(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(uname -srm)" \
+    --postgres "$PGVERSION" --settings "$SETTINGS" \
+    --runs "$RUNS" --seconds "$SECONDS_PER_RUN" --big "$BIG" > "$ROOT/BENCHMARKS.md"
+log "wrote BENCHMARKS.md"
