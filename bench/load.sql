@@ -47,7 +47,7 @@ DECLARE
 BEGIN
     t0 := clock_timestamp();
     IF what = 'verify' THEN
-        SELECT count(*) INTO c FROM generate_series(1, n) g, LATERAL apikey.verify_api_key(k) v WHERE v.valid;
+        SELECT count(*) INTO c FROM generate_series(1, n) g, LATERAL apikey.verify_api_key(CASE WHEN g > 0 THEN k END) v WHERE v.valid;
     ELSE
         SELECT count(*) INTO c FROM generate_series(1, n) g,
             LATERAL (SELECT f.id, f.org_id, f.user_id, f.name, f.permissions, f.metadata, f.remaining, f.expires_at
@@ -65,10 +65,11 @@ DECLARE
     c bigint;
 BEGIN
     IF what = 'pg_apikey' THEN
-        SELECT count(*) INTO c FROM generate_series(1, n) g, LATERAL apikey.create_api_key(org_id => 'bulk', name => 'bulk') k;
+        SELECT count(*) INTO c FROM generate_series(1, n) g, LATERAL apikey.create_api_key(org_id => 'bulk', name => 'bulk-' || g) k;
     ELSE
-        SELECT count(*) INTO c FROM generate_series(1, n) g, LATERAL diy.create_key('bulk', 'bulk') k;
+        SELECT count(*) INTO c FROM generate_series(1, n) g, LATERAL diy.create_key('bulk', 'bulk-' || g) k;
     END IF;
+    IF c <> n THEN RAISE EXCEPTION 'expected % keys, got %', n, c; END IF;
     RETURN n / extract(epoch FROM clock_timestamp() - t0);
 END $$;
 SELECT apikey.create_organization('bulk');

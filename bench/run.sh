@@ -34,7 +34,7 @@ psql_b -d "$DB" -v diy="$ROOT/bench/diy.sql" -v total=10000 -f "$ROOT/bench/load
 # CASE :client_id WHEN 0 THEN '<key 0>' … END: each pgbench client uses its own key, with
 # the same (negligible) cost in every workload and baseline.
 key_case() {
-    local kind="$1" expr="CASE :client_id"
+    local kind="$1" expr="CASE :client_id::int"
     while IFS=$'\t' read -r i key; do
         expr+=" WHEN $i THEN '$key'"
     done < <(psql_b -d "$DB" -At -F $'\t' -c "SELECT i, key FROM bench.keys WHERE kind = '$kind' ORDER BY i")

@@ -86,7 +86,8 @@ COMMENT ON TABLE apikey.members IS
 CREATE TABLE apikey.keys (
     id                  uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
     -- SHA-256 of the whole key text; the plaintext is never stored.
-    digest              bytea NOT NULL UNIQUE CHECK (pg_catalog.length(digest) OPERATOR(pg_catalog.=) 32),
+    digest              bytea NOT NULL CONSTRAINT keys_digest_key UNIQUE
+                        CHECK (pg_catalog.length(digest) OPERATOR(pg_catalog.=) 32),
     prefix              text NOT NULL,
     start               text NOT NULL,
     org_id              text,

@@ -8,7 +8,8 @@
 //! - [`caller`]: who is calling (trusted or ordinary), and running as the extension's owner.
 //! - [`storage`]: every SQL statement the extension runs, as cached prepared plans.
 //! - [`membership`]: organizations, members and the role-to-action mapping.
-//! - [`api`]: the SQL-facing functions of the contract.
+//! - [`verify`]: `verify_api_key`, the hot path: one index probe, no SQL on the way.
+//! - [`api`]: the other SQL-facing functions of the contract.
 use pgrx::prelude::*;
 
 pub mod api;
@@ -19,12 +20,19 @@ pub mod membership;
 pub mod permissions;
 pub mod settings;
 pub mod storage;
+pub mod verify;
 
 ::pgrx::pg_module_magic!(name, version);
 
 // Tables, grants, the service role and the default role-to-action mapping: plain SQL
 // that runs before any function is created.
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+// verify_api_key: a hand-written C entry point (see src/verify.rs), declared in SQL.
+extension_sql_file!(
+    "../sql/verify.sql",
+    name = "verify",
+    requires = ["bootstrap"]
+);
 // COMMENT ON FUNCTION for every function, once they all exist.
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 

@@ -174,3 +174,50 @@ fn steady_traffic_is_admitted_again_when_the_window_ends() {
     }
     assert_eq!(codes, ["VALID", "VALID", "RATE_LIMITED", "VALID"]);
 }
+
+/// `apikey.usage_synchronous_commit = off` relaxes the commit of a single-statement
+/// verify that records usage, never an explicit transaction's; counts stay exact.
+#[test]
+fn async_usage_commit_is_opt_in_and_stays_exact() {
+    let t = "casync";
+    let (mut su, api) = setup(t);
+    let (id, key) = create(&mut su, t, "remaining => 40");
+    let probe = "SELECT (SELECT code FROM apikey.verify_api_key($1)), current_setting('synchronous_commit')";
+    let mut c = connect(&api);
+    let row = c.query_one(probe, &[&key]).unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("VALID".into(), "on".into())
+    );
+    // Only a superuser turns it off (here for the api role's sessions).
+    assert_eq!(
+        sqlstate(c.batch_execute("SET apikey.usage_synchronous_commit = off")),
+        "42501"
+    );
+    su.batch_execute(&format!(
+        "ALTER ROLE \"{api}\" SET apikey.usage_synchronous_commit = off"
+    ))
+    .unwrap();
+    let mut c = connect(&api);
+    let row = c.query_one(probe, &[&key]).unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("VALID".into(), "off".into())
+    );
+    // Inside an explicit transaction the application's commit is left alone.
+    let mut tx = c.transaction().unwrap();
+    let row = tx.query_one(probe, &[&key]).unwrap();
+    assert_eq!(row.get::<_, String>(1), "on");
+    tx.commit().unwrap();
+    // Exact under concurrency all the same: 37 uses left for 8 × 10 racing verifies.
+    let counts = race(&api, &key, 10);
+    assert_eq!(counts.get("VALID"), Some(&37), "{counts:?}");
+    let left: i64 = su
+        .query_one(
+            "SELECT remaining FROM apikey.keys WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}

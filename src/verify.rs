@@ -1,0 +1,513 @@
+//! `apikey.verify_api_key`: the hot path, run on every request of every API that uses
+//! pg_apikey, so built to sit on the cost of one index probe.
+//!
+//! - The key's shape and checksum are checked first; a made-up key never touches a table.
+//! - The key is found by one probe of the unique digest index, read straight from the
+//!   index and heap (no SQL, no planner, no executor start-up) under a fresh snapshot, as
+//!   SPI would take for a volatile function.
+//! - `permissions` and `metadata` go from the table row to the result row as the jsonb
+//!   values they are, never through text or a JSON parser.
+//! - The result is one row handed to PostgreSQL as a materialized set, with the row type
+//!   worked out once per call site (cached in `fn_extra`).
+//! - Only keys with a quota or rate limit write, through one atomic `UPDATE` (see
+//!   [`crate::storage::key_consume`]); other keys write `last_used_at` at most once per
+//!   `apikey.last_used_resolution`.
+//!
+//! The SQL declaration (`RETURNS TABLE`, `SET search_path`) is in `sql/verify.sql`.
+use std::cell::Cell;
+use std::ffi::CStr;
+
+use pgrx::datum::{Interval, JsonB, TimestampWithTimeZone};
+use pgrx::pg_sys::{self, Datum};
+use pgrx::prelude::*;
+use pgrx::{IntoDatum, Uuid};
+
+use crate::caller::as_owner;
+use crate::error;
+use crate::keymat;
+use crate::permissions;
+use crate::settings;
+use crate::storage;
+
+/// The columns of `apikey.keys` that verify reads, in this order.
+const COLUMNS: [&CStr; 12] = [
+    c"id",
+    c"org_id",
+    c"user_id",
+    c"name",
+    c"permissions",
+    c"metadata",
+    c"remaining",
+    c"expires_at",
+    c"revoked_at",
+    c"enabled",
+    c"last_used_at",
+    c"rate_limit_max",
+];
+const ID: usize = 0;
+const ORG_ID: usize = 1;
+const USER_ID: usize = 2;
+const NAME: usize = 3;
+const PERMISSIONS: usize = 4;
+const METADATA: usize = 5;
+const REMAINING: usize = 6;
+const EXPIRES_AT: usize = 7;
+const REVOKED_AT: usize = 8;
+const ENABLED: usize = 9;
+const LAST_USED_AT: usize = 10;
+const RATE_LIMIT_MAX: usize = 11;
+
+/// A found key's columns, copied out of the buffer (detoasted) into the current memory
+/// context, so they outlive the scan.
+pub struct KeyRead {
+    values: [Datum; COLUMNS.len()],
+    nulls: [bool; COLUMNS.len()],
+}
+
+impl KeyRead {
+    fn get(&self, col: usize) -> Option<Datum> {
+        (!self.nulls[col]).then_some(self.values[col])
+    }
+
+    fn key_id(&self) -> Uuid {
+        // SAFETY: id is a NOT NULL uuid column.
+        unsafe { Uuid::from_datum(self.values[ID], false) }.expect("id is never NULL")
+    }
+}
+
+thread_local! {
+    /// (relation oid, number of attributes, attribute numbers of COLUMNS): recomputed when
+    /// the table is re-created or gains columns.
+    static ATTNUMS: Cell<(pg_sys::Oid, i32, [i16; COLUMNS.len()])> =
+        const { Cell::new((pg_sys::InvalidOid, 0, [0; COLUMNS.len()])) };
+}
+
+unsafe fn attnums(rel: pg_sys::Relation) -> [i16; COLUMNS.len()] {
+    let relid = (*rel).rd_id;
+    let natts = (*(*rel).rd_att).natts;
+    let (cached_rel, cached_natts, cached) = ATTNUMS.with(Cell::get);
+    if cached_rel == relid && cached_natts == natts {
+        return cached;
+    }
+    let mut found = [0i16; COLUMNS.len()];
+    for (slot, name) in found.iter_mut().zip(COLUMNS) {
+        let n = pg_sys::attnameAttNum(rel, name.as_ptr(), false);
+        if n <= 0 {
+            error::raise(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("apikey.keys has no column {}", name.to_string_lossy()),
+                "Reinstall the extension: ALTER EXTENSION pg_apikey UPDATE, or DROP and CREATE it.",
+            );
+        }
+        *slot = n as i16;
+    }
+    ATTNUMS.with(|c| c.set((relid, natts, found)));
+    found
+}
+
+fn relation_oid(nsp: pg_sys::Oid, name: &CStr) -> pg_sys::Oid {
+    // SAFETY: a syscache lookup by name.
+    let oid = unsafe { pg_sys::get_relname_relid(name.as_ptr(), nsp) };
+    if oid == pg_sys::InvalidOid {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("apikey.{} does not exist", name.to_string_lossy()),
+            "Run CREATE EXTENSION pg_apikey in this database.",
+        );
+    }
+    oid
+}
+
+/// One probe of `apikey.keys_digest_key` for `digest`, under a fresh snapshot.
+fn probe(digest: &[u8; 32]) -> Option<KeyRead> {
+    // SAFETY: the relation and index are opened and closed here with AccessShareLock
+    // (kept to the end of the transaction, as the executor does); the slot's values are
+    // copied before the slot and scan are released.
+    unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"apikey".as_ptr(), false);
+        let rel = pg_sys::table_open(relation_oid(nsp, c"keys"), pg_sys::AccessShareLock as i32);
+        let idx = pg_sys::index_open(
+            relation_oid(nsp, c"keys_digest_key"),
+            pg_sys::AccessShareLock as i32,
+        );
+        let cols = attnums(rel);
+
+        // See the writes made earlier in this transaction, as SPI would.
+        pg_sys::CommandCounterIncrement();
+        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot());
+
+        let arg = Vec::from(digest.as_slice())
+            .into_datum()
+            .expect("bytea datum");
+        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+        pg_sys::ScanKeyInit(
+            &mut key,
+            1,
+            pg_sys::BTEqualStrategyNumber as u16,
+            pg_sys::Oid::from(pg_sys::F_BYTEAEQ),
+            arg,
+        );
+        #[cfg(not(feature = "pg18"))]
+        let scan = pg_sys::index_beginscan(rel, idx, snapshot, 1, 0);
+        #[cfg(feature = "pg18")]
+        let scan = pg_sys::index_beginscan(rel, idx, snapshot, std::ptr::null_mut(), 1, 0);
+        pg_sys::index_rescan(scan, &mut key, 1, std::ptr::null_mut(), 0);
+        let slot = pg_sys::table_slot_create(rel, std::ptr::null_mut());
+
+        let found = if pg_sys::index_getnext_slot(
+            scan,
+            pg_sys::ScanDirection::ForwardScanDirection,
+            slot,
+        ) {
+            pg_sys::slot_getallattrs(slot);
+            let natts = (*(*rel).rd_att).natts as usize;
+            let values = std::slice::from_raw_parts((*slot).tts_values, natts);
+            let isnull = std::slice::from_raw_parts((*slot).tts_isnull, natts);
+            let mut read = KeyRead {
+                values: [Datum::from(0); COLUMNS.len()],
+                nulls: [true; COLUMNS.len()],
+            };
+            for (i, &attnum) in cols.iter().enumerate() {
+                let a = attnum as usize - 1;
+                read.nulls[i] = isnull[a];
+                if isnull[a] {
+                    continue;
+                }
+                let attr = &*(*(*rel).rd_att).attrs.as_ptr().add(a);
+                read.values[i] = if attr.attbyval {
+                    values[a]
+                } else if attr.attlen == -1 {
+                    Datum::from(pg_sys::pg_detoast_datum_copy(values[a].cast_mut_ptr()))
+                } else {
+                    // Fixed-length by reference (uuid): copy its bytes.
+                    let len = attr.attlen as usize;
+                    let copy = pg_sys::palloc(len);
+                    std::ptr::copy_nonoverlapping(
+                        values[a].cast_mut_ptr::<u8>(),
+                        copy.cast::<u8>(),
+                        len,
+                    );
+                    Datum::from(copy)
+                };
+            }
+            Some(read)
+        } else {
+            None
+        };
+
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::index_endscan(scan);
+        pg_sys::UnregisterSnapshot(snapshot);
+        pg_sys::index_close(idx, pg_sys::NoLock as i32);
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        found
+    }
+}
+
+/// The outcome of one verify.
+pub struct Outcome {
+    pub code: &'static str,
+    pub key: Option<KeyRead>,
+    pub remaining: Option<i64>,
+    pub retry_after: Option<Interval>,
+}
+
+impl Outcome {
+    fn not_found() -> Outcome {
+        Outcome {
+            code: "KEY_NOT_FOUND",
+            key: None,
+            remaining: None,
+            retry_after: None,
+        }
+    }
+}
+
+/// A `required_permissions` argument, checked once.
+pub struct Required {
+    datum: Datum,
+    is_empty: bool,
+}
+
+impl Required {
+    /// 22023 unless it has the documented shape.
+    pub fn check(datum: Datum) -> Required {
+        // SAFETY: a non-NULL jsonb argument.
+        let value = unsafe { JsonB::from_datum(datum, false) }.expect("non-NULL jsonb");
+        if let Err(why) = permissions::validate(&value.0) {
+            error::bad_arg(
+                format!("required_permissions is malformed: {why}"),
+                "Pass a JSON object mapping each resource to an array of action strings, e.g. '{\"files\": [\"read\", \"write\"]}'.",
+            );
+        }
+        let is_empty = value.0.as_object().is_some_and(|o| o.is_empty());
+        Required { datum, is_empty }
+    }
+
+    /// Every listed action granted (AND): jsonb containment, for this shape.
+    fn granted_by(&self, permissions: Option<Datum>) -> bool {
+        match permissions {
+            None => self.is_empty,
+            // SAFETY: two jsonb datums.
+            Some(granted) => unsafe {
+                pgrx::direct_function_call::<bool>(
+                    pg_sys::jsonb_contains,
+                    &[Some(granted), Some(self.datum)],
+                )
+            }
+            .unwrap_or(false),
+        }
+    }
+}
+
+/// How many times a refused limited key is re-tried when the reason for the refusal has
+/// vanished by the time it is looked up (another transaction changed the key).
+const CONSUME_ATTEMPTS: usize = 3;
+
+/// The whole verify decision at instant `now` (a parameter so that tests can pin time).
+pub fn decide(
+    key: Option<&str>,
+    required: Option<&Required>,
+    now: TimestampWithTimeZone,
+) -> Outcome {
+    // Shape and checksum first: a mistyped or made-up key never reaches a table.
+    let Some(digest) = key.and_then(keymat::check) else {
+        return Outcome::not_found();
+    };
+    let Some(k) = probe(&digest) else {
+        return Outcome::not_found();
+    };
+    if k.get(REVOKED_AT).is_some() {
+        return Outcome::not_found();
+    }
+    let now_tz = pg_sys::TimestampTz::from(now);
+    let timestamp = |col| k.get(col).map(|d| d.value() as pg_sys::TimestampTz);
+    // SAFETY: by-value bool and int columns.
+    let enabled = k.get(ENABLED).is_some_and(|d| d.value() != 0);
+    let expired = timestamp(EXPIRES_AT).is_some_and(|t| t <= now_tz);
+    let permitted = required.is_none_or(|r| r.granted_by(k.get(PERMISSIONS)));
+    let limited = k.get(REMAINING).is_some() || k.get(RATE_LIMIT_MAX).is_some();
+    let remaining = k.get(REMAINING).map(|d| d.value() as i64);
+
+    let code = if !enabled {
+        "KEY_DISABLED"
+    } else if expired {
+        "KEY_EXPIRED"
+    } else if !permitted {
+        "INSUFFICIENT_PERMISSIONS"
+    } else if limited {
+        return consume(k, now);
+    } else {
+        let resolution = settings::last_used_resolution();
+        let stale_after = now_tz - resolution.as_micros() as i64;
+        let touch_due = timestamp(LAST_USED_AT).is_none_or(|t| t <= stale_after);
+        if touch_due && !read_only() {
+            relax_commit_for_usage();
+            as_owner(|| storage::key_touch(k.key_id(), now, resolution));
+        }
+        "VALID"
+    };
+    Outcome {
+        code,
+        key: Some(k),
+        remaining,
+        retry_after: None,
+    }
+}
+
+/// Spend one use of a key with a quota or rate limit, or say why not.
+fn consume(k: KeyRead, now: TimestampWithTimeZone) -> Outcome {
+    require_writable();
+    relax_commit_for_usage();
+    let key_id = k.key_id();
+    as_owner(|| {
+        let mut outcome = Outcome {
+            code: "USAGE_EXCEEDED",
+            key: None,
+            remaining: Some(0),
+            retry_after: None,
+        };
+        for _ in 0..CONSUME_ATTEMPTS {
+            if let Some(left) = storage::key_consume(key_id, now) {
+                (outcome.code, outcome.remaining) = ("VALID", left);
+                break;
+            }
+            match storage::key_refusal(key_id, now) {
+                storage::Refusal::RateLimited {
+                    retry_after,
+                    remaining,
+                } => {
+                    (outcome.code, outcome.retry_after, outcome.remaining) =
+                        ("RATE_LIMITED", retry_after, remaining);
+                    break;
+                }
+                storage::Refusal::UsageExceeded { retry_after } => {
+                    (outcome.code, outcome.retry_after) = ("USAGE_EXCEEDED", retry_after);
+                    break;
+                }
+                storage::Refusal::Gone => return Outcome::not_found(),
+                // The key changed between the two statements: decide again. After the last
+                // attempt this reports usage exceeded, the conservative answer.
+                storage::Refusal::Neither => {}
+            }
+        }
+        Outcome {
+            key: Some(k),
+            ..outcome
+        }
+    })
+}
+
+fn read_only() -> bool {
+    // SAFETY: reads backend globals.
+    unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() }
+}
+
+/// Keys with a quota or rate limit are counted exactly, which needs a write.
+fn require_writable() {
+    if read_only() {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            "verifying a key with a quota or rate limit needs a read-write transaction",
+            "Verify on the primary, outside a read-only transaction.",
+        );
+    }
+}
+
+/// With `apikey.usage_synchronous_commit = off`, let the single-statement transaction of
+/// a verify that records usage commit without waiting for its WAL flush. Never inside an
+/// explicit transaction block, whose other writes are the application's.
+fn relax_commit_for_usage() {
+    if settings::USAGE_SYNCHRONOUS_COMMIT.get() {
+        return;
+    }
+    // SAFETY: a read of the transaction state; a LOCAL setting lasts to the transaction's end.
+    unsafe {
+        if pg_sys::IsTransactionBlock() {
+            return;
+        }
+        pg_sys::set_config_option(
+            c"synchronous_commit".as_ptr(),
+            c"off".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
+pub(crate) fn now_tz() -> TimestampWithTimeZone {
+    // SAFETY: reads the clock.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    TimestampWithTimeZone::try_from(now).expect("the current time is a valid timestamptz")
+}
+
+// ---------------------------------------------------------------- the C entry point
+
+#[no_mangle]
+pub extern "C" fn pg_finfo_verify_api_key_fast() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// `apikey.verify_api_key(key text, required_permissions jsonb DEFAULT NULL)
+/// RETURNS TABLE (valid, code, key_id, org_id, user_id, name, permissions, metadata,
+/// remaining, expires_at, retry_after)`: exactly one row for any input.
+///
+/// # Safety
+/// Called by PostgreSQL's function manager with a valid `fcinfo`.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn verify_api_key_fast(fcinfo: pg_sys::FunctionCallInfo) -> Datum {
+    let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
+    if rsinfo.is_null()
+        || (*rsinfo).type_ != pg_sys::NodeTag::T_ReturnSetInfo
+        || (*rsinfo).allowedModes & pg_sys::SetFunctionReturnMode::SFRM_Materialize as i32 == 0
+    {
+        error::raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "verify_api_key returns a set; call it where a set is allowed",
+            "SELECT * FROM apikey.verify_api_key($1)",
+        );
+    }
+    let key: Option<&str> = pgrx::fcinfo::pg_getarg(fcinfo, 0);
+    // A malformed requirement is the application's bug: say so even for a bad key.
+    let required = pgrx::fcinfo::pg_getarg_datum(fcinfo, 1).map(Required::check);
+    let outcome = decide(key, required.as_ref(), now_tz());
+
+    let mut values = [Datum::from(0); 11];
+    let mut nulls = [true; 11];
+    let mut set = |i: usize, d: Option<Datum>| {
+        if let Some(d) = d {
+            (values[i], nulls[i]) = (d, false);
+        }
+    };
+    set(0, Some(Datum::from(outcome.code == "VALID")));
+    set(1, outcome.code.into_datum());
+    if let Some(k) = &outcome.key {
+        for (out, col) in [
+            (2, ID),
+            (3, ORG_ID),
+            (4, USER_ID),
+            (5, NAME),
+            (6, PERMISSIONS),
+            (7, METADATA),
+            (9, EXPIRES_AT),
+        ] {
+            set(out, k.get(col));
+        }
+    }
+    set(8, outcome.remaining.into_datum());
+    set(10, outcome.retry_after.into_datum());
+
+    // The row type, worked out once per call site.
+    let flinfo = (*fcinfo).flinfo;
+    if (*flinfo).fn_extra.is_null() {
+        let mut tupdesc: pg_sys::TupleDesc = std::ptr::null_mut();
+        if pg_sys::get_call_result_type(fcinfo, std::ptr::null_mut(), &mut tupdesc)
+            != pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE
+        {
+            error::raise(
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                "verify_api_key must be declared to return a table",
+                "Reinstall the extension.",
+            );
+        }
+        let old = pg_sys::MemoryContextSwitchTo((*flinfo).fn_mcxt);
+        (*flinfo).fn_extra = pg_sys::BlessTupleDesc(pg_sys::CreateTupleDescCopy(tupdesc)).cast();
+        pg_sys::MemoryContextSwitchTo(old);
+    }
+    let tupdesc = (*flinfo).fn_extra as pg_sys::TupleDesc;
+
+    let old = pg_sys::MemoryContextSwitchTo((*(*rsinfo).econtext).ecxt_per_query_memory);
+    let random =
+        (*rsinfo).allowedModes & pg_sys::SetFunctionReturnMode::SFRM_Materialize_Random as i32 != 0;
+    let store = pg_sys::tuplestore_begin_heap(random, false, pg_sys::work_mem);
+    pg_sys::tuplestore_putvalues(store, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    (*rsinfo).returnMode = pg_sys::SetFunctionReturnMode::SFRM_Materialize;
+    (*rsinfo).setResult = store;
+    // The executor frees a non-refcounted descriptor it is given: hand it a copy.
+    (*rsinfo).setDesc = pg_sys::CreateTupleDescCopy(tupdesc);
+    pg_sys::MemoryContextSwitchTo(old);
+    Datum::from(0)
+}
+
+/// The row verify returns, decoded, for tests.
+#[cfg(any(test, feature = "pg_test"))]
+pub fn decide_for_test(
+    key: &str,
+    required: Option<&str>,
+    now: TimestampWithTimeZone,
+) -> (String, Option<i64>, Option<Interval>) {
+    let required = required.map(|r| {
+        let datum = JsonB(serde_json::from_str(r).unwrap())
+            .into_datum()
+            .unwrap();
+        Required::check(datum)
+    });
+    let o = decide(Some(key), required.as_ref(), now);
+    (o.code.to_string(), o.remaining, o.retry_after)
+}
