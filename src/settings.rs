@@ -148,7 +148,7 @@ pub fn membership_source() -> MembershipSource {
     }
 }
 
-/// How stale `last_used_at` may get before a verify writes it again.
-pub fn last_used_resolution() -> pgrx::datum::Interval {
-    pgrx::datum::Interval::from_micros(i64::from(LAST_USED_RESOLUTION.get()) * 1_000_000)
+/// How stale `last_used_at` may get before a verify writes it again, in microseconds.
+pub fn last_used_resolution_micros() -> i64 {
+    i64::from(LAST_USED_RESOLUTION.get()) * 1_000_000
 }

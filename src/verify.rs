@@ -298,12 +298,11 @@ pub fn decide(
     } else if limited {
         return consume(k, now);
     } else {
-        let resolution = settings::last_used_resolution();
-        let stale_after = now_tz - resolution.as_micros() as i64;
-        let touch_due = timestamp(LAST_USED_AT).is_none_or(|t| t <= stale_after);
+        let resolution = settings::last_used_resolution_micros();
+        let touch_due = timestamp(LAST_USED_AT).is_none_or(|t| t <= now_tz - resolution);
         if touch_due && !read_only() {
             relax_commit_for_usage();
-            as_owner(|| storage::key_touch(k.key_id(), now, resolution));
+            as_owner(|| storage::key_touch(k.key_id(), now, Interval::from_micros(resolution)));
         }
         "VALID"
     };
