@@ -39,6 +39,7 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::init();
+    verify::register_invalidation();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -105,6 +105,39 @@ unsafe fn attnums(rel: pg_sys::Relation) -> [i16; COLUMNS.len()] {
     found
 }
 
+thread_local! {
+    /// The oids of `apikey.keys` and its digest index, looked up once per backend and
+    /// forgotten whenever PostgreSQL invalidates either relation (or everything).
+    static RELATIONS: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
+}
+
+unsafe extern "C-unwind" fn forget_relations(_arg: Datum, relid: pg_sys::Oid) {
+    RELATIONS.with(|r| {
+        if let Some((keys, index)) = r.get() {
+            if relid == pg_sys::InvalidOid || relid == keys || relid == index {
+                r.set(None);
+            }
+        }
+    });
+}
+
+/// Called once from `_PG_init`.
+pub fn register_invalidation() {
+    // SAFETY: registers a callback that only clears a thread-local cell.
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_relations), Datum::from(0)) };
+}
+
+fn relations() -> (pg_sys::Oid, pg_sys::Oid) {
+    if let Some(rels) = RELATIONS.with(Cell::get) {
+        return rels;
+    }
+    // SAFETY: a syscache lookup by name.
+    let nsp = unsafe { pg_sys::get_namespace_oid(c"apikey".as_ptr(), false) };
+    let rels = (relation_oid(nsp, c"keys"), relation_oid(nsp, c"keys_digest_key"));
+    RELATIONS.with(|r| r.set(Some(rels)));
+    rels
+}
+
 fn relation_oid(nsp: pg_sys::Oid, name: &CStr) -> pg_sys::Oid {
     // SAFETY: a syscache lookup by name.
     let oid = unsafe { pg_sys::get_relname_relid(name.as_ptr(), nsp) };
@@ -124,12 +157,9 @@ fn probe(digest: &[u8; 32]) -> Option<KeyRead> {
     // (kept to the end of the transaction, as the executor does); the slot's values are
     // copied before the slot and scan are released.
     unsafe {
-        let nsp = pg_sys::get_namespace_oid(c"apikey".as_ptr(), false);
-        let rel = pg_sys::table_open(relation_oid(nsp, c"keys"), pg_sys::AccessShareLock as i32);
-        let idx = pg_sys::index_open(
-            relation_oid(nsp, c"keys_digest_key"),
-            pg_sys::AccessShareLock as i32,
-        );
+        let (keys, digest_index) = relations();
+        let rel = pg_sys::table_open(keys, pg_sys::AccessShareLock as i32);
+        let idx = pg_sys::index_open(digest_index, pg_sys::AccessShareLock as i32);
         let cols = attnums(rel);
 
         // See the writes made earlier in this transaction, as SPI would.
@@ -302,7 +332,9 @@ pub fn decide(
         let touch_due = timestamp(LAST_USED_AT).is_none_or(|t| t <= now_tz - resolution);
         if touch_due && !read_only() {
             relax_commit_for_usage();
-            as_owner(|| storage::key_touch(k.key_id(), now, Interval::from_micros(resolution)));
+            with_pinned_search_path(|| {
+                as_owner(|| storage::key_touch(k.key_id(), now, Interval::from_micros(resolution)))
+            });
         }
         "VALID"
     };
@@ -319,7 +351,7 @@ fn consume(k: KeyRead, now: TimestampWithTimeZone) -> Outcome {
     require_writable();
     relax_commit_for_usage();
     let key_id = k.key_id();
-    as_owner(|| {
+    with_pinned_search_path(|| as_owner(|| {
         let mut outcome = Outcome {
             code: "USAGE_EXCEEDED",
             key: None,
@@ -354,7 +386,36 @@ fn consume(k: KeyRead, now: TimestampWithTimeZone) -> Outcome {
             key: Some(k),
             ..outcome
         }
-    })
+    }))
+}
+
+/// Run `f`, which runs SQL, with `search_path = pg_catalog, pg_temp`, restored after.
+///
+/// Every other function pins its search_path in its declaration (`SET search_path`),
+/// which costs a GUC save and restore on every call. Verify pins it here instead, around
+/// the only SQL it ever runs (the usage writes), so that the plain path — one index probe
+/// by oid, no name resolution at all — does not pay for it. On an error, the transaction
+/// or subtransaction abort restores the setting, as it does for a declared one.
+fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: a new GUC nest level, closed below; the value is a constant.
+    let level = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        level
+    };
+    let result = f();
+    // SAFETY: closes the level opened above.
+    unsafe { pg_sys::AtEOXact_GUC(true, level) };
+    result
 }
 
 fn read_only() -> bool {
