@@ -459,7 +459,7 @@ fn create_api_key(
                 );
             }
         }
-        let inserted = storage::key_insert(storage::NewKeyRow {
+        storage::key_insert(storage::NewKeyRow {
             digest: &made.digest,
             prefix: &prefix,
             start: &made.start,
@@ -476,9 +476,7 @@ fn create_api_key(
             rate_limit_window,
             created_by_role: &caller.role_name,
             created_by_identity: caller.identity.as_deref(),
-        });
-        storage::audit_key("key_created", inserted.0, &caller.actor(), json!({}));
-        inserted
+        })
     });
 
     TableIterator::once(created_row(

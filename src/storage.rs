@@ -355,7 +355,7 @@ fn key_rows(t: SpiTupleTable<'_>) -> Vec<KeyRow> {
         .collect()
 }
 
-/// Everything `create_api_key` stores.
+/// Everything `create_api_key` stores (and records in the audit trail).
 pub struct NewKeyRow<'a> {
     pub digest: &'a [u8],
     pub prefix: &'a str,
@@ -375,12 +375,19 @@ pub struct NewKeyRow<'a> {
     pub created_by_identity: Option<&'a str>,
 }
 
+// The key and its `key_created` audit row, in one statement.
 static KEY_INSERT: Stmt = Stmt {
-    sql: "INSERT INTO apikey.keys (digest, prefix, start, org_id, user_id, name, expires_at, \
-             permissions, metadata, remaining, refill_amount, refill_interval, rate_limit_max, \
-             rate_limit_window, created_by_role, created_by_identity) \
+    sql: concat!(
+        "WITH k AS (INSERT INTO apikey.keys (digest, prefix, start, org_id, user_id, name, \
+             expires_at, permissions, metadata, remaining, refill_amount, refill_interval, \
+             rate_limit_max, rate_limit_window, created_by_role, created_by_identity) \
           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-          RETURNING id, created_at",
+          RETURNING *), \
+         audit AS (INSERT INTO apikey.audit_log (action, org_id, key_id, actor_role, actor_identity, details) \
+          SELECT 'key_created', k.org_id, k.id, $15, $16, \
+                 jsonb_build_object('key', to_jsonb(", key_info!(), ")) FROM k) \
+         SELECT k.id, k.created_at FROM k"
+    ),
     args: &[
         BYTEA,
         TEXT,

@@ -148,6 +148,14 @@ fn shadowing_functions_and_operators_on_search_path_changes_nothing() {
         .unwrap()
         .get(0);
 
+    let quota_key: String = su
+        .query_one(
+            "SELECT key FROM apikey.create_api_key(org_id => 'shadow-org', remaining => 5)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+
     let mut c = connect(&me);
     let schema = format!("{t}_evil");
     // Every shadow, if the extension ever called it, would fail loudly.
@@ -161,6 +169,10 @@ fn shadowing_functions_and_operators_on_search_path_changes_nothing() {
          CREATE FUNCTION \"{schema}\".sha256(bytea) RETURNS bytea LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadow sha256 called'; END $$;
          CREATE FUNCTION \"{schema}\".clock_timestamp() RETURNS timestamptz LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadow clock called'; END $$;
          CREATE FUNCTION \"{schema}\".coalesce(jsonb, jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadow coalesce called'; END $$;
+         CREATE FUNCTION \"{schema}\".uuid_eq(a uuid, b uuid) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadow uuid = called'; END $$;
+         CREATE OPERATOR \"{schema}\".= (LEFTARG = uuid, RIGHTARG = uuid, FUNCTION = \"{schema}\".uuid_eq);
+         CREATE FUNCTION \"{schema}\".ts_le(a timestamptz, b timestamptz) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadow timestamptz <= called'; END $$;
+         CREATE OPERATOR \"{schema}\".<= (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = \"{schema}\".ts_le);
          CREATE TABLE \"{schema}\".members (org_id text, user_id text, role text);
          INSERT INTO \"{schema}\".members VALUES ('shadow-org', current_user, 'owner');
          CREATE TEMP TABLE members (org_id text, user_id text, role text);
@@ -182,6 +194,19 @@ fn shadowing_functions_and_operators_on_search_path_changes_nothing() {
         .unwrap();
     assert_eq!(v.get::<_, String>(0), "INSUFFICIENT_PERMISSIONS");
     assert_eq!(verify_code(&mut c, &key), "VALID");
+    // A key with a quota makes verify run SQL (its usage update), prepared for the first
+    // time in this session under the attacker's search_path: still the real operators.
+    let quota = quota_key.as_str();
+    let row = c
+        .query_one(
+            "SELECT code, remaining FROM apikey.verify_api_key($1)",
+            &[&quota],
+        )
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, Option<i64>>(1)),
+        ("VALID".to_string(), Some(4))
+    );
     // Its fake membership tables are never read.
     assert_eq!(trusted_probe(&mut c, "shadow-org"), "42501");
     assert_eq!(
