@@ -106,7 +106,7 @@ w("| target | measured | met |")
 w("| --- | --- | --- |")
 
 
-def target(label, value, ok, fmt="{:.2f}×"):
+def target(label, value, ok, fmt="{:.3f}×"):
     w(f"| {label} | {fmt.format(value)} | {'yes' if ok else '**no**'} |")
 
 

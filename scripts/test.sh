@@ -38,6 +38,8 @@ start_cluster "$TEST_DIR" "$TEST_PORT"
 log "pg_regress: tests/pg_regress"
 OUT="$TEST_DIR/regress"
 mkdir -p "$OUT"
+# From the repository root: the files include examples/*.sql by that relative path.
+cd "$ROOT"
 if ! counted "$REGRESS" --host="$TEST_DIR/sock" --port="$TEST_PORT" --user=postgres \
         --inputdir="$ROOT/tests/pg_regress" --outputdir="$OUT" \
         --schedule="$ROOT/tests/pg_regress/schedule" --dbname=pg_apikey_regress; then

@@ -2,24 +2,8 @@
 //! of a widely used TypeScript auth library, with comma-separated roles.
 use pg_apikey_integration::*;
 
-const SCHEMA: &str = r#"
-CREATE TABLE public."organization" (id text PRIMARY KEY, name text NOT NULL, slug text UNIQUE,
-                                    "createdAt" timestamptz NOT NULL DEFAULT now());
-CREATE TABLE public."member" (id text PRIMARY KEY,
-                              "organizationId" text NOT NULL REFERENCES public."organization" (id),
-                              "userId" text NOT NULL, role text NOT NULL,
-                              "createdAt" timestamptz NOT NULL DEFAULT now());
-CREATE SCHEMA app;
-GRANT USAGE ON SCHEMA app TO PUBLIC;
-CREATE FUNCTION app.org_exists(org_id text) RETURNS boolean
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
-    AS $$ SELECT EXISTS (SELECT 1 FROM public."organization" o WHERE o.id = org_id) $$;
-CREATE FUNCTION app.member_roles(org_id text, user_id text) RETURNS text[]
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
-    AS $$ SELECT array_agg(pg_catalog.btrim(r))
-            FROM public."member" m, pg_catalog.unnest(pg_catalog.string_to_array(m.role, ',')) r
-           WHERE m."organizationId" = org_id AND m."userId" = user_id $$;
-"#;
+/// The worked example from the README, as shipped in examples/.
+const SCHEMA: &str = include_str!("../../../examples/better_auth_membership.sql");
 
 #[test]
 fn better_auth_schema_as_the_membership_source() {

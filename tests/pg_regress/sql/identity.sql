@@ -75,29 +75,11 @@ ALTER DATABASE :"DBNAME" RESET apikey.gateway_roles;
 
 -- 3. Bring-your-own membership: the organization schema of a widely used TypeScript auth
 --    library, where member.role may hold several comma-separated roles.
-CREATE TABLE public."organization" (id text PRIMARY KEY, name text NOT NULL, slug text UNIQUE,
-                                    "createdAt" timestamptz NOT NULL DEFAULT now());
-CREATE TABLE public."member" (id text PRIMARY KEY,
-                              "organizationId" text NOT NULL REFERENCES public."organization" (id),
-                              "userId" text NOT NULL, role text NOT NULL,
-                              "createdAt" timestamptz NOT NULL DEFAULT now());
+\i examples/better_auth_membership.sql
 INSERT INTO public."organization" VALUES ('org_9f2', 'Globex', 'globex');
 INSERT INTO public."member" VALUES ('m1', 'org_9f2', 'regress_owner', 'admin,owner'),
                                    ('m2', 'org_9f2', 'regress_member', 'member'),
                                    ('m3', 'org_9f2', 'regress_stranger', 'auditor');
-CREATE SCHEMA app;
--- The functions run with the caller's rights: callers need USAGE on their schema (and
--- EXECUTE, which functions grant to PUBLIC by default).
-GRANT USAGE ON SCHEMA app TO PUBLIC;
--- Owned by a superuser, SECURITY DEFINER to read the tables, search_path pinned.
-CREATE FUNCTION app.org_exists(org_id text) RETURNS boolean
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
-    AS $$ SELECT EXISTS (SELECT 1 FROM public."organization" o WHERE o.id = org_id) $$;
-CREATE FUNCTION app.member_roles(org_id text, user_id text) RETURNS text[]
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
-    AS $$ SELECT array_agg(pg_catalog.btrim(r))
-            FROM public."member" m, pg_catalog.unnest(pg_catalog.string_to_array(m.role, ',')) r
-           WHERE m."organizationId" = org_id AND m."userId" = user_id $$;
 ALTER DATABASE :"DBNAME" SET apikey.org_exists_function = 'app.org_exists';
 ALTER DATABASE :"DBNAME" SET apikey.member_roles_function = 'app.member_roles';
 \c
