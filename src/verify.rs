@@ -442,21 +442,13 @@ fn consume(k: KeyRead, now: TimestampWithTimeZone) -> Outcome {
 /// by oid, no name resolution at all — does not pay for it. On an error, the transaction
 /// or subtransaction abort restores the setting, as it does for a declared one.
 fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
-    // SAFETY: a new GUC nest level, closed below; the value is a constant.
-    let level = unsafe {
-        let level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        level
-    };
+    // SAFETY: a new GUC nest level, closed below.
+    let level = unsafe { pg_sys::NewGUCNestLevel() };
+    set_guc(
+        c"search_path",
+        c"pg_catalog, pg_temp",
+        pg_sys::GucAction::GUC_ACTION_SAVE,
+    );
     let result = f();
     // SAFETY: closes the level opened above.
     unsafe { pg_sys::AtEOXact_GUC(true, level) };
@@ -486,17 +478,29 @@ fn relax_commit_for_usage() {
     if settings::USAGE_SYNCHRONOUS_COMMIT.get() {
         return;
     }
-    // SAFETY: a read of the transaction state; a LOCAL setting lasts to the transaction's end.
+    // SAFETY: a read of the transaction state.
+    if unsafe { pg_sys::IsTransactionBlock() } {
+        return;
+    }
+    // A LOCAL setting lasts to the end of the transaction.
+    set_guc(
+        c"synchronous_commit",
+        c"off",
+        pg_sys::GucAction::GUC_ACTION_LOCAL,
+    );
+}
+
+/// Set a configuration parameter: `SAVE` until the current GUC nest level closes, `LOCAL`
+/// until the transaction ends.
+fn set_guc(name: &CStr, value: &CStr, action: pg_sys::GucAction::Type) {
+    // SAFETY: both strings are valid for the call; an invalid value raises an ERROR.
     unsafe {
-        if pg_sys::IsTransactionBlock() {
-            return;
-        }
         pg_sys::set_config_option(
-            c"synchronous_commit".as_ptr(),
-            c"off".as_ptr(),
+            name.as_ptr(),
+            value.as_ptr(),
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            action,
             true,
             0,
             false,
