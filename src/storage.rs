@@ -24,24 +24,39 @@ pub struct Stmt {
 }
 
 thread_local! {
+    /// Kept plans of the statements below, by the statement's address.
     static PLANS: RefCell<HashMap<usize, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
-    /// Plans of statements built at run time (calls of the application's functions).
+    /// Kept plans of statements built at run time (calls of the application's functions),
+    /// by their text.
     static DYNAMIC_PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
 }
 
-fn plan(client: &SpiClient<'_>, stmt: &'static Stmt) -> Rc<OwnedPreparedStatement> {
-    let key = stmt as *const Stmt as usize;
-    if let Some(plan) = PLANS.with(|p| p.borrow().get(&key).cloned()) {
-        return plan;
-    }
-    let oids: Vec<PgOid> = stmt.args.iter().map(|&o| PgOid::from(o)).collect();
+/// Prepare `sql` (parameters of `arg_types`) and keep its plan for the backend's life.
+fn prepare_kept(
+    client: &SpiClient<'_>,
+    sql: &str,
+    arg_types: &[pg_sys::Oid],
+) -> Rc<OwnedPreparedStatement> {
+    let oids: Vec<PgOid> = arg_types.iter().map(|&o| PgOid::from(o)).collect();
     let prepared = client
-        .prepare_mut(stmt.sql, &oids)
-        .unwrap_or_else(|e| panic!("pg_apikey: preparing an internal statement failed: {e}"))
+        .prepare_mut(sql, &oids)
+        .unwrap_or_else(|e| panic!("pg_apikey: preparing {sql}: {e}"))
         .keep();
-    let plan = Rc::new(prepared);
-    PLANS.with(|p| p.borrow_mut().insert(key, plan.clone()));
-    plan
+    Rc::new(prepared)
+}
+
+/// Execute a kept plan with `args` and hand the result to `read`.
+fn execute<'c, R>(
+    client: &mut SpiClient<'c>,
+    plan: &OwnedPreparedStatement,
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+    read: impl FnOnce(SpiTupleTable<'c>) -> R,
+) -> R {
+    let table = client
+        .update(plan, None, args)
+        .unwrap_or_else(|e| panic!("pg_apikey: {sql} failed: {e}"));
+    read(table)
 }
 
 /// Execute `stmt` with `args` and hand the result to `read`, inside one SPI connection.
@@ -50,12 +65,16 @@ pub fn run<R>(
     args: &[DatumWithOid<'_>],
     read: impl for<'c> FnOnce(SpiTupleTable<'c>) -> R,
 ) -> R {
+    let key = stmt as *const Stmt as usize;
     Spi::connect_mut(|client| {
-        let plan = plan(client, stmt);
-        let table = client
-            .update(&*plan, None, args)
-            .unwrap_or_else(|e| panic!("pg_apikey: an internal statement failed: {e}"));
-        read(table)
+        let plan = PLANS
+            .with(|p| p.borrow().get(&key).cloned())
+            .unwrap_or_else(|| {
+                let plan = prepare_kept(client, stmt.sql, stmt.args);
+                PLANS.with(|p| p.borrow_mut().insert(key, plan.clone()));
+                plan
+            });
+        execute(client, &plan, stmt.sql, args, read)
     })
 }
 
@@ -67,21 +86,14 @@ fn run_dynamic<R>(
     read: impl for<'c> FnOnce(SpiTupleTable<'c>) -> R,
 ) -> R {
     Spi::connect_mut(|client| {
-        let cached = DYNAMIC_PLANS.with(|p| p.borrow().get(sql).cloned());
-        let plan = cached.unwrap_or_else(|| {
-            let oids: Vec<PgOid> = arg_types.iter().map(|&o| PgOid::from(o)).collect();
-            let prepared = client
-                .prepare_mut(sql, &oids)
-                .unwrap_or_else(|e| panic!("pg_apikey: preparing {sql}: {e}"))
-                .keep();
-            let plan = Rc::new(prepared);
-            DYNAMIC_PLANS.with(|p| p.borrow_mut().insert(sql.to_string(), plan.clone()));
-            plan
-        });
-        let table = client
-            .update(&*plan, None, args)
-            .unwrap_or_else(|e| panic!("pg_apikey: {sql} failed: {e}"));
-        read(table)
+        let plan = DYNAMIC_PLANS
+            .with(|p| p.borrow().get(sql).cloned())
+            .unwrap_or_else(|| {
+                let plan = prepare_kept(client, sql, arg_types);
+                DYNAMIC_PLANS.with(|p| p.borrow_mut().insert(sql.to_string(), plan.clone()));
+                plan
+            });
+        execute(client, &plan, sql, args, read)
     })
 }
 
