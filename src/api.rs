@@ -33,15 +33,6 @@ fn optional_id<'a>(what: &str, value: Option<&'a str>) -> Option<&'a str> {
     value.map(|v| require_id(what, Some(v)))
 }
 
-fn check_permissions_shape(what: &str, value: &JsonB) {
-    if let Err(why) = permissions::validate(&value.0) {
-        error::bad_arg(
-            format!("{what} is malformed: {why}"),
-            "Pass a JSON object mapping each resource to an array of action strings, e.g. '{\"files\": [\"read\", \"write\"]}'.",
-        );
-    }
-}
-
 fn check_prefix(prefix: Option<String>) -> String {
     let prefix = prefix.or_else(settings::default_prefix).unwrap_or_default();
     if !keymat::is_valid_prefix(&prefix) {
@@ -105,7 +96,7 @@ impl Policy<'_> {
             }
         }
         if let Some(p) = self.permissions {
-            check_permissions_shape("permissions", p);
+            permissions::require_valid("permissions", &p.0);
         }
         if let Some(m) = self.metadata {
             if !m.0.is_object() {

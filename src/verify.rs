@@ -306,12 +306,7 @@ impl Required {
     pub fn check(datum: Datum) -> Required {
         // SAFETY: a non-NULL jsonb argument.
         let value = unsafe { JsonB::from_datum(datum, false) }.expect("non-NULL jsonb");
-        if let Err(why) = permissions::validate(&value.0) {
-            error::bad_arg(
-                format!("required_permissions is malformed: {why}"),
-                "Pass a JSON object mapping each resource to an array of action strings, e.g. '{\"files\": [\"read\", \"write\"]}'.",
-            );
-        }
+        permissions::require_valid("required_permissions", &value.0);
         let is_empty = value.0.as_object().is_some_and(|o| o.is_empty());
         Required { datum, is_empty }
     }
