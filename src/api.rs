@@ -5,7 +5,7 @@
 //! reads or writes. Every function pins `search_path` to `pg_catalog, pg_temp`.
 use pgrx::datum::{Interval, JsonB, TimestampWithTimeZone};
 use pgrx::prelude::*;
-use pgrx::{pg_sys, Uuid};
+use pgrx::Uuid;
 use serde_json::json;
 
 use crate::caller::{as_owner, Caller};
@@ -51,11 +51,6 @@ fn positive(iv: &Interval) -> bool {
     iv.as_micros() > 0
 }
 
-fn now() -> i64 {
-    // SAFETY: reads the current time; no side effects.
-    unsafe { pg_sys::GetCurrentTimestamp() }
-}
-
 /// The settings of a key that `create_api_key` and `update_api_key` take.
 #[derive(Default)]
 struct Policy<'a> {
@@ -88,7 +83,7 @@ impl Policy<'_> {
     /// Checks of each given value on its own.
     fn validate_values(&self) {
         if let Some(exp) = self.expires_at {
-            if pg_sys::TimestampTz::from(exp) <= now() {
+            if exp <= now_tz() {
                 error::bad_arg(
                     "expires_at is in the past",
                     "Pass a future time, or NULL for a key that does not expire.",
@@ -295,6 +290,12 @@ fn authorize_member_management(caller: &Caller, org_id: &str) {
             "Only trusted callers and the organization's owners manage its members.",
         );
     }
+    require_org(org_id);
+}
+
+/// P0002 for an organization that does not exist (asked by trusted callers only: an
+/// ordinary caller is refused earlier, so it learns nothing about which ids exist).
+fn require_org(org_id: &str) {
     if !membership::org_exists(org_id) {
         error::not_found(
             format!("organization \"{org_id}\" does not exist"),
@@ -434,12 +435,7 @@ fn create_api_key(
     let (key_id, created_at) = as_owner(|| {
         if let Some(org) = org_id {
             if caller.trusted {
-                if !membership::org_exists(org) {
-                    error::not_found(
-                        format!("organization \"{org}\" does not exist"),
-                        "Create it first with apikey.create_organization.",
-                    );
-                }
+                require_org(org);
             } else if !membership::identity_may(org, caller.require_identity(), Action::Create) {
                 error::denied(
                     format!(

@@ -16,7 +16,6 @@
 //! The SQL declaration (`RETURNS TABLE`, `SET search_path`) is in `sql/verify.sql`.
 use std::cell::Cell;
 use std::ffi::CStr;
-use std::mem::size_of;
 
 use pgrx::datum::{Interval, JsonB, TimestampWithTimeZone};
 use pgrx::pg_sys::{self, Datum};
@@ -157,7 +156,6 @@ fn relation_oid(nsp: pg_sys::Oid, name: &CStr) -> pg_sys::Oid {
 }
 
 /// `apikey.keys` and its digest index, open, with an index scan.
-#[repr(C)]
 struct KeyScan {
     rel: pg_sys::Relation,
     idx: pg_sys::Relation,
@@ -517,14 +515,9 @@ pub extern "C" fn pg_finfo_verify_api_key_fast() -> &'static pg_sys::Pg_finfo_re
     &V1
 }
 
-/// What one call site of verify keeps for the length of its query (in `fn_extra`, in
-/// the query's memory): the result row type.
-#[repr(C)]
-struct CallSite {
-    tupdesc: pg_sys::TupleDesc,
-}
-
-unsafe fn call_site(fcinfo: pg_sys::FunctionCallInfo) -> *mut CallSite {
+/// The result row type, worked out once per call site and kept in `fn_extra` (in the
+/// query's memory).
+unsafe fn result_type(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::TupleDesc {
     let flinfo = (*fcinfo).flinfo;
     if (*flinfo).fn_extra.is_null() {
         let mut tupdesc: pg_sys::TupleDesc = std::ptr::null_mut();
@@ -538,12 +531,10 @@ unsafe fn call_site(fcinfo: pg_sys::FunctionCallInfo) -> *mut CallSite {
             );
         }
         let old = pg_sys::MemoryContextSwitchTo((*flinfo).fn_mcxt);
-        let site = pg_sys::palloc0(size_of::<CallSite>()) as *mut CallSite;
-        (*site).tupdesc = pg_sys::BlessTupleDesc(pg_sys::CreateTupleDescCopy(tupdesc));
-        (*flinfo).fn_extra = site.cast();
+        (*flinfo).fn_extra = pg_sys::BlessTupleDesc(pg_sys::CreateTupleDescCopy(tupdesc)).cast();
         pg_sys::MemoryContextSwitchTo(old);
     }
-    (*flinfo).fn_extra as *mut CallSite
+    (*flinfo).fn_extra as pg_sys::TupleDesc
 }
 
 /// `apikey.verify_api_key(key text, required_permissions jsonb DEFAULT NULL)
@@ -566,7 +557,7 @@ pub unsafe extern "C-unwind" fn verify_api_key_fast(fcinfo: pg_sys::FunctionCall
             "SELECT * FROM apikey.verify_api_key($1)",
         );
     }
-    let site = call_site(fcinfo);
+    let tupdesc = result_type(fcinfo);
     let key: Option<&str> = pgrx::fcinfo::pg_getarg(fcinfo, 0);
     // A malformed requirement is the application's bug: say so even for a bad key.
     let required = pgrx::fcinfo::pg_getarg_datum(fcinfo, 1).map(Required::check);
@@ -596,7 +587,6 @@ pub unsafe extern "C-unwind" fn verify_api_key_fast(fcinfo: pg_sys::FunctionCall
     }
     set(8, outcome.remaining.into_datum());
     set(10, outcome.retry_after.into_datum());
-    let tupdesc = (*site).tupdesc;
 
     let old = pg_sys::MemoryContextSwitchTo((*(*rsinfo).econtext).ecxt_per_query_memory);
     let random =
