@@ -20,6 +20,7 @@ cleanup() { stop_cluster "$BENCH_DIR"; }
 trap cleanup EXIT
 
 ensure_deps
+use_major "${PGAPIKEY_BENCH_MAJOR:-15}"
 install_extension release
 stop_cluster "$BENCH_DIR"
 rm -rf "$BENCH_DIR"

@@ -2,6 +2,7 @@
 # The provisioning story, on a throwaway PostgreSQL with pg_apikey:
 #   ./scripts/demo.sh         set everything up, start the cluster, run examples/walkthrough.sql
 #   ./scripts/demo.sh stop    stop the cluster and remove its data directory
+# PGAPIKEY_DEMO_MAJOR=18 (or 16) runs it on that PostgreSQL major instead of 15.
 # The cluster has its own data directory and port; the system's own cluster is untouched.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -9,6 +10,7 @@ DEMO_DIR="${PGAPIKEY_DEMO_DIR:-/tmp/pg_apikey_demo}"
 DEMO_PORT="${PGAPIKEY_DEMO_PORT:-28815}"
 
 if [ "${1:-}" = stop ]; then
+    use_major "${PGAPIKEY_DEMO_MAJOR:-15}"
     stop_cluster "$DEMO_DIR"
     rm -rf "$DEMO_DIR"
     echo "stopped and removed $DEMO_DIR"
@@ -16,6 +18,7 @@ if [ "${1:-}" = stop ]; then
 fi
 
 ensure_deps
+use_major "${PGAPIKEY_DEMO_MAJOR:-15}"
 install_extension
 log "throwaway cluster in $DEMO_DIR on port $DEMO_PORT"
 stop_cluster "$DEMO_DIR"

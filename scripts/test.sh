@@ -1,59 +1,95 @@
 #!/usr/bin/env bash
 # Run every pg_apikey test, from a machine that has never seen the project:
-#   1. installs what is missing (Debian packages, cargo-pgrx 0.18.1, pgrx init);
-#   2. the #[pg_test]s and unit tests (cargo pgrx test, in pgrx's own test cluster);
-#   3. installs the extension and starts a scratch cluster (private port and data dir);
-#   4. the pg_regress files in tests/pg_regress against it;
-#   5. the multi-role integration tests in tests/integration, over real connections.
-# Exits non-zero if any step fails. Safe to re-run.
+#   1. installs what is missing (Debian packages, the PyPI servers, cargo-pgrx 0.18.1,
+#      pgrx init for every major);
+#   2. unit tests of the upgrade test's schema comparison;
+#   3. for each supported PostgreSQL major ($PG_MAJORS in scripts/lib.sh):
+#      the #[pg_test]s and unit tests (cargo pgrx test, in pgrx's own test cluster),
+#      then the extension installed into that major and a scratch cluster (private port
+#      and data dir) for the pg_regress files and the multi-role integration tests;
+#   4. the upgrade tests (tests/upgrade/run.sh): ALTER EXTENSION UPDATE from every earlier
+#      release built from its commit, schema equal to a fresh install; pg_upgrade of a
+#      database with pg_apikey from 15 to every newer major.
+# Exits non-zero if any step fails; the last line counts what passed on every major.
+# Safe to re-run.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-TEST_DIR="${PGAPIKEY_TEST_DIR:-/tmp/pg_apikey_test}"
-TEST_PORT="${PGAPIKEY_TEST_PORT:-28816}"
-PGTEST_DATA="${TEST_DIR}-pgrx"
-REGRESS="$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress"
-
-cleanup() { stop_cluster "$TEST_DIR"; }
-trap cleanup EXIT
+TEST_BASE="${PGAPIKEY_TEST_DIR:-/tmp/pg_apikey_test}"
+PORT_BASE="${PGAPIKEY_TEST_PORT_BASE:-28900}"
 SUMMARY="$(mktemp)"
+CURRENT_CLUSTER=""
+cleanup() { [ -n "$CURRENT_CLUSTER" ] && stop_cluster "$CURRENT_CLUSTER"; rm -f "$SUMMARY"; }
+trap cleanup EXIT
 # Run a test step, keeping its output for the closing count.
 counted() { "$@" 2>&1 | tee -a "$SUMMARY"; }
+started=$(date +%s)
 
 ensure_deps
 
-log "unit tests and #[pg_test]s (cargo pgrx test pg${PG_MAJOR})"
-rm -rf "$PGTEST_DATA"
-if [ "$(id -u)" = 0 ]; then
-    (cd "$ROOT" && counted cargo pgrx test "pg${PG_MAJOR}" --runas postgres --pgdata "$PGTEST_DATA")
-else
-    (cd "$ROOT" && counted cargo pgrx test "pg${PG_MAJOR}")
-fi
+log "unit tests of the schema comparison (tests/upgrade/schema.py)"
+(cd "$ROOT/tests/upgrade" && counted python3 -m unittest -v test_schema 2>&1)
 
-install_extension
-log "scratch cluster in $TEST_DIR on port $TEST_PORT"
-stop_cluster "$TEST_DIR"
-rm -rf "$TEST_DIR"
-start_cluster "$TEST_DIR" "$TEST_PORT"
+# The integration tests are a client program: built once, run against every major.
+CLIENT_TARGET="$ROOT/target/client"
 
-log "pg_regress: tests/pg_regress"
-OUT="$TEST_DIR/regress"
-mkdir -p "$OUT"
-# From the repository root: the files include examples/*.sql by that relative path.
-cd "$ROOT"
-if ! counted "$REGRESS" --host="$TEST_DIR/sock" --port="$TEST_PORT" --user=postgres \
-        --inputdir="$ROOT/tests/pg_regress" --outputdir="$OUT" \
-        --schedule="$ROOT/tests/pg_regress/schedule" --dbname=pg_apikey_regress; then
-    cat "$OUT/regression.diffs" >&2 || true
-    exit 1
-fi
+test_major() {
+    local major="$1" dir port regress out
+    use_major "$major"
+    dir="$TEST_BASE-pg$major"
+    port=$((PORT_BASE + major))
+    regress="$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress"
 
-log "integration tests: several roles over real connections"
-"$PG_BIN/psql" -X -q -h "$TEST_DIR/sock" -p "$TEST_PORT" -U postgres -d postgres \
-    -c "CREATE DATABASE pg_apikey_it" -c "\\c pg_apikey_it" -c "CREATE EXTENSION pg_apikey"
-(cd "$ROOT" && PGAPIKEY_TEST_HOST="$TEST_DIR/sock" PGAPIKEY_TEST_PORT="$TEST_PORT" PGAPIKEY_TEST_DB=pg_apikey_it \
-    counted cargo test -p pg_apikey_integration)
+    log "PostgreSQL $major: unit tests and #[pg_test]s (cargo pgrx test pg$major)"
+    rm -rf "$dir-pgrx"
+    if [ "$(id -u)" = 0 ]; then
+        (cd "$ROOT" && counted cargo pgrx test "pg$major" --runas postgres --pgdata "$dir-pgrx")
+    else
+        (cd "$ROOT" && counted cargo pgrx test "pg$major")
+    fi
+    rm -rf "$dir-pgrx"
+
+    install_extension
+    log "PostgreSQL $major: scratch cluster in $dir on port $port"
+    stop_cluster "$dir"
+    init_cluster "$dir"
+    start_cluster "$dir" "$port"
+    CURRENT_CLUSTER="$dir"
+
+    log "PostgreSQL $major: pg_regress (tests/pg_regress)"
+    out="$dir/regress"
+    mkdir -p "$out"
+    # From the repository root: the files include examples/*.sql by that relative path.
+    cd "$ROOT"
+    if ! counted "$regress" --bindir="$PG_BIN" --host="$dir/sock" --port="$port" --user=postgres \
+            --inputdir="$ROOT/tests/pg_regress" --outputdir="$out" \
+            --schedule="$ROOT/tests/pg_regress/schedule" --dbname=pg_apikey_regress; then
+        cat "$out/regression.diffs" >&2 || true
+        exit 1
+    fi
+
+    log "PostgreSQL $major: integration tests, several roles over real connections"
+    psql_at "$dir" "$port" -d postgres -c "CREATE DATABASE pg_apikey_it" \
+        -c "\\c pg_apikey_it" -c "CREATE EXTENSION pg_apikey"
+    (cd "$ROOT" && CARGO_TARGET_DIR="$CLIENT_TARGET" PGAPIKEY_TEST_HOST="$dir/sock" \
+        PGAPIKEY_TEST_PORT="$port" PGAPIKEY_TEST_DB=pg_apikey_it PGAPIKEY_TEST_BINDIR="$PG_BIN" \
+        counted cargo test -p pg_apikey_integration)
+    stop_cluster "$dir"
+    CURRENT_CLUSTER=""
+}
+
+for major in "${PG_MAJORS[@]}"; do
+    test_major "$major"
+done
+
+log "upgrade tests (tests/upgrade/run.sh)"
+counted "$ROOT/tests/upgrade/run.sh"
 
 rust=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$SUMMARY" | awk '{s += $4} END {print s + 0}')
-regress=$(grep -Ec '^(ok|test) .*[. ] ok ' "$SUMMARY" || true)
-log "all pg_apikey tests passed: $rust Rust tests (unit, #[pg_test], integration), $regress pg_regress files"
-echo "pg_apikey: $((rust + regress)) passed, 0 failed"
+# pg_regress 15 prints "test name ... ok"; 16 and later print TAP ("ok 1 - name").
+regress=$(grep -Ec '^(ok|test) .*[. ] ok |^ok [0-9]+ +- ' "$SUMMARY" || true)
+python=$(grep -Eo '^Ran [0-9]+ test' "$SUMMARY" | awk '{s += $2} END {print s + 0}')
+upgrade=$(grep -Ec '^upgrade check ok: ' "$SUMMARY" || true)
+log "all pg_apikey tests passed on PostgreSQL ${PG_MAJORS[*]} in $(($(date +%s) - started)) s:" \
+    "$rust Rust tests (unit, #[pg_test], integration), $regress pg_regress files," \
+    "$python schema-comparison unit tests, $upgrade upgrade checks"
+echo "pg_apikey: $((rust + regress + python + upgrade)) passed, 0 failed"

@@ -75,21 +75,40 @@ impl KeyRead {
     }
 }
 
-thread_local! {
-    /// (relation oid, number of attributes, attribute numbers of COLUMNS): recomputed when
-    /// the table is re-created or gains columns.
-    static ATTNUMS: Cell<(pg_sys::Oid, i32, [i16; COLUMNS.len()])> =
-        const { Cell::new((pg_sys::InvalidOid, 0, [0; COLUMNS.len()])) };
+/// Where one of [`COLUMNS`] sits in the table's rows, and how its values are stored.
+#[derive(Clone, Copy)]
+struct Column {
+    /// Zero-based attribute index.
+    index: usize,
+    byval: bool,
+    /// `attlen`: -1 for varlena, else the fixed length in bytes.
+    len: i16,
 }
 
-unsafe fn attnums(rel: pg_sys::Relation) -> [i16; COLUMNS.len()] {
+const NO_COLUMN: Column = Column {
+    index: 0,
+    byval: false,
+    len: 0,
+};
+
+thread_local! {
+    /// (relation oid, number of attributes, where COLUMNS sit): recomputed when the table
+    /// is re-created or gains columns.
+    static ATTNUMS: Cell<(pg_sys::Oid, i32, [Column; COLUMNS.len()])> =
+        const { Cell::new((pg_sys::InvalidOid, 0, [NO_COLUMN; COLUMNS.len()])) };
+}
+
+unsafe fn attnums(rel: pg_sys::Relation) -> [Column; COLUMNS.len()] {
     let relid = (*rel).rd_id;
     let natts = (*(*rel).rd_att).natts;
     let (cached_rel, cached_natts, cached) = ATTNUMS.with(Cell::get);
     if cached_rel == relid && cached_natts == natts {
         return cached;
     }
-    let mut found = [0i16; COLUMNS.len()];
+    // pgrx's descriptor wrapper reads attributes the same way on every major (PostgreSQL
+    // 18 moved them behind TupleDescAttr); it borrows the relcache's descriptor.
+    let desc = pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att);
+    let mut found = [NO_COLUMN; COLUMNS.len()];
     for (slot, name) in found.iter_mut().zip(COLUMNS) {
         let n = pg_sys::attnameAttNum(rel, name.as_ptr(), false);
         if n <= 0 {
@@ -99,7 +118,13 @@ unsafe fn attnums(rel: pg_sys::Relation) -> [i16; COLUMNS.len()] {
                 "Reinstall the extension: ALTER EXTENSION pg_apikey UPDATE, or DROP and CREATE it.",
             );
         }
-        *slot = n as i16;
+        let index = n as usize - 1;
+        let attr = desc.get(index).expect("attribute number within the descriptor");
+        *slot = Column {
+            index,
+            byval: attr.attbyval,
+            len: attr.attlen,
+        };
     }
     ATTNUMS.with(|c| c.set((relid, natts, found)));
     found
@@ -161,7 +186,7 @@ struct KeyScan {
     idx: pg_sys::Relation,
     scan: pg_sys::IndexScanDesc,
     slot: *mut pg_sys::TupleTableSlot,
-    cols: [i16; COLUMNS.len()],
+    cols: [Column; COLUMNS.len()],
 }
 
 impl KeyScan {
@@ -210,28 +235,26 @@ impl KeyScan {
         }
         let slot = self.slot;
         pg_sys::slot_getallattrs(slot);
-        let desc = (*self.rel).rd_att;
-        let natts = (*desc).natts as usize;
+        let natts = (*(*self.rel).rd_att).natts as usize;
         let values = std::slice::from_raw_parts((*slot).tts_values, natts);
         let isnull = std::slice::from_raw_parts((*slot).tts_isnull, natts);
         let mut read = KeyRead {
             values: [Datum::from(0); COLUMNS.len()],
             nulls: [true; COLUMNS.len()],
         };
-        for (i, &attnum) in self.cols.iter().enumerate() {
-            let a = attnum as usize - 1;
+        for (i, col) in self.cols.iter().enumerate() {
+            let a = col.index;
             read.nulls[i] = isnull[a];
             if isnull[a] {
                 continue;
             }
-            let attr = &*(*desc).attrs.as_ptr().add(a);
-            read.values[i] = if attr.attbyval {
+            read.values[i] = if col.byval {
                 values[a]
-            } else if attr.attlen == -1 {
+            } else if col.len == -1 {
                 Datum::from(pg_sys::pg_detoast_datum_copy(values[a].cast_mut_ptr()))
             } else {
                 // Fixed-length by reference (uuid): copy its bytes.
-                let len = attr.attlen as usize;
+                let len = col.len as usize;
                 let copy = pg_sys::palloc(len);
                 std::ptr::copy_nonoverlapping(
                     values[a].cast_mut_ptr::<u8>(),

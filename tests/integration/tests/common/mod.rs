@@ -31,10 +31,13 @@ pub fn connect_db(role: &str, db: &str) -> Client {
     Client::connect(&conf, NoTls).unwrap_or_else(|e| panic!("connect as {role} to {db}: {e}"))
 }
 
-/// Run a PostgreSQL client program (pg_dump, psql) against the scratch cluster as the
+/// Run a PostgreSQL client program (pg_dump, psql) of the cluster's major
+/// (`PGAPIKEY_TEST_BINDIR`, default PostgreSQL 15's) against the scratch cluster as the
 /// superuser; panics with its stderr when it fails.
 pub fn client_program(program: &str, args: &[&str]) -> String {
-    let bin = format!("/usr/lib/postgresql/15/bin/{program}");
+    let dir = std::env::var("PGAPIKEY_TEST_BINDIR")
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_string());
+    let bin = format!("{dir}/{program}");
     let out = std::process::Command::new(&bin)
         .args([
             "-h",
