@@ -5,6 +5,9 @@ CREATE EXTENSION pg_apikey;
 SELECT extname, extversion, n.nspname AS schema, extrelocatable
   FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
  WHERE extname = 'pg_apikey';
+-- Releases update in place: ALTER EXTENSION pg_apikey UPDATE from 0.1.0.
+SELECT source, target, path FROM pg_extension_update_paths('pg_apikey')
+ WHERE path IS NOT NULL AND source = '0.1.0' ORDER BY target;
 
 -- The extension created the service role, NOLOGIN.
 SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = 'apikey_service';

@@ -1,0 +1,28 @@
+-- What the stored keys answer, without spending anything: every verify runs in a
+-- transaction that is rolled back. The output must be the same before and after an
+-- upgrade (ALTER EXTENSION UPDATE, or pg_upgrade to a newer major). retry_after counts
+-- down with the clock, so only whether it is set is compared.
+\pset footer off
+\pset null '(null)'
+BEGIN;
+SELECT k.label, v.valid, v.code, v.key_id = k.key_id AS same_id, v.org_id, v.user_id, v.name,
+       v.permissions, v.metadata, v.remaining, v.expires_at, v.retry_after IS NOT NULL AS retry_after_set
+  FROM public.upgrade_keys k, LATERAL apikey.verify_api_key(k.key) v
+ ORDER BY k.label;
+SELECT k.label, v.code
+  FROM public.upgrade_keys k,
+       LATERAL apikey.verify_api_key(k.key, '{"files": ["write"]}') v
+ WHERE k.label IN ('org_plain', 'user_plain')
+ ORDER BY k.label;
+SELECT v.code, v.key_id FROM apikey.verify_api_key('dp_live_not-a-key') v;
+ROLLBACK;
+
+-- Every key's public fields as the owner reads them (a superuser sees all).
+SELECT * FROM apikey.list_api_keys() ORDER BY created_at, key_id;
+-- Organizations, members, customised role actions and the audit trail.
+SELECT id, name, created_at, created_by_role FROM apikey.organizations ORDER BY id;
+SELECT org_id, user_id, role FROM apikey.members ORDER BY org_id, user_id;
+SELECT * FROM apikey.list_role_actions() ORDER BY 1, 2;
+SELECT * FROM apikey.list_audit_events() ORDER BY id;
+SELECT d.datname, s.setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+ WHERE d.datname = current_database();
