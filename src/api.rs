@@ -1,4 +1,4 @@
-//! The SQL-facing functions of the contract (`../shared/design/sql-contract.md`).
+//! The SQL-facing functions of the contract (`docs/sql-contract.md`).
 //!
 //! Each one: (1) decides on the calling role ([`Caller::current`]); (2) checks the
 //! arguments; (3) inside [`as_owner`], checks ownership and membership, and only then
