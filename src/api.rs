@@ -3,7 +3,9 @@
 //! Each one: (1) decides on the calling role ([`Caller::current`]); (2) checks the
 //! arguments; (3) inside [`as_owner`], checks ownership and membership, and only then
 //! reads or writes. Every function pins `search_path` to `pg_catalog, pg_temp`.
-use pgrx::datum::{Interval, JsonB, TimestampWithTimeZone};
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+
+use crate::jsonb::Jsonb;
 use pgrx::prelude::*;
 use pgrx::Uuid;
 use serde_json::json;
@@ -56,8 +58,8 @@ fn positive(iv: &Interval) -> bool {
 struct Policy<'a> {
     name: Option<&'a str>,
     expires_at: Option<TimestampWithTimeZone>,
-    permissions: Option<&'a JsonB>,
-    metadata: Option<&'a JsonB>,
+    permissions: Option<Jsonb>,
+    metadata: Option<Jsonb>,
     remaining: Option<i64>,
     refill_amount: Option<i64>,
     refill_interval: Option<Interval>,
@@ -91,10 +93,10 @@ impl Policy<'_> {
             }
         }
         if let Some(p) = self.permissions {
-            permissions::require_valid("permissions", &p.0);
+            permissions::require_valid("permissions", &p.value());
         }
         if let Some(m) = self.metadata {
-            if !m.0.is_object() {
+            if !m.is_object() {
                 error::bad_arg(
                     "metadata must be a JSON object",
                     "Pass an object such as '{\"env\": \"prod\"}', or NULL.",
@@ -160,10 +162,6 @@ fn forbid_policy_fields(caller: &Caller, sets_policy: bool) {
             "Leave them out to get the defaults, or ask a trusted caller (the service role) to set them.",
         );
     }
-}
-
-fn clone_json(j: Option<&JsonB>) -> Option<JsonB> {
-    j.map(|j| JsonB(j.0.clone()))
 }
 
 // ---------------------------------------------------------------- organizations
@@ -369,8 +367,8 @@ fn create_api_key(
     name: default!(Option<&str>, "NULL"),
     prefix: default!(Option<String>, "NULL"),
     expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
-    permissions: default!(Option<JsonB>, "NULL"),
-    metadata: default!(Option<JsonB>, "NULL"),
+    permissions: default!(Option<Jsonb>, "NULL"),
+    metadata: default!(Option<Jsonb>, "NULL"),
     remaining: default!(Option<i64>, "NULL"),
     refill_amount: default!(Option<i64>, "NULL"),
     refill_interval: default!(Option<Interval>, "NULL"),
@@ -387,8 +385,8 @@ fn create_api_key(
         name!(user_id, Option<String>),
         name!(name, Option<String>),
         name!(expires_at, Option<TimestampWithTimeZone>),
-        name!(permissions, Option<JsonB>),
-        name!(metadata, Option<JsonB>),
+        name!(permissions, Option<Jsonb>),
+        name!(metadata, Option<Jsonb>),
         name!(remaining, Option<i64>),
         name!(refill_amount, Option<i64>),
         name!(refill_interval, Option<Interval>),
@@ -401,8 +399,8 @@ fn create_api_key(
     let policy = Policy {
         name,
         expires_at,
-        permissions: permissions.as_ref(),
-        metadata: metadata.as_ref(),
+        permissions,
+        metadata,
         remaining,
         refill_amount,
         refill_interval,
@@ -454,8 +452,8 @@ fn create_api_key(
             user_id: owner_user.as_deref(),
             name,
             expires_at,
-            permissions: clone_json(permissions.as_ref()),
-            metadata: clone_json(metadata.as_ref()),
+            permissions,
+            metadata,
             remaining,
             refill_amount,
             refill_interval,
@@ -498,8 +496,8 @@ type CreatedOut = (
     Option<String>,
     Option<String>,
     Option<TimestampWithTimeZone>,
-    Option<JsonB>,
-    Option<JsonB>,
+    Option<Jsonb>,
+    Option<Jsonb>,
     Option<i64>,
     Option<i64>,
     Option<Interval>,
@@ -723,8 +721,8 @@ fn update_api_key(
     key_id: Option<Uuid>,
     name: default!(Option<&str>, "NULL"),
     expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
-    permissions: default!(Option<JsonB>, "NULL"),
-    metadata: default!(Option<JsonB>, "NULL"),
+    permissions: default!(Option<Jsonb>, "NULL"),
+    metadata: default!(Option<Jsonb>, "NULL"),
     remaining: default!(Option<i64>, "NULL"),
     refill_amount: default!(Option<i64>, "NULL"),
     refill_interval: default!(Option<Interval>, "NULL"),
@@ -738,8 +736,8 @@ fn update_api_key(
     let given = Policy {
         name,
         expires_at,
-        permissions: permissions.as_ref(),
-        metadata: metadata.as_ref(),
+        permissions,
+        metadata,
         remaining,
         refill_amount,
         refill_interval,
@@ -806,16 +804,8 @@ fn update_api_key(
             prefix: cur.prefix,
             name: pick(given.name.map(str::to_string), cleared("name"), cur.name),
             expires_at: pick(given.expires_at, cleared("expires_at"), cur.expires_at),
-            permissions: pick(
-                clone_json(given.permissions),
-                cleared("permissions"),
-                cur.permissions,
-            ),
-            metadata: pick(
-                clone_json(given.metadata),
-                cleared("metadata"),
-                cur.metadata,
-            ),
+            permissions: pick(given.permissions, cleared("permissions"), cur.permissions),
+            metadata: pick(given.metadata, cleared("metadata"), cur.metadata),
             remaining: pick(given.remaining, cleared("remaining"), cur.remaining),
             refill_amount: pick(
                 given.refill_amount,
@@ -854,8 +844,6 @@ fn update_api_key(
         let changes = json!({
             "name": given.name,
             "expires_at": given.expires_at,
-            "permissions": given.permissions.map(|p| &p.0),
-            "metadata": given.metadata.map(|m| &m.0),
             "remaining": given.remaining,
             "refill_amount": given.refill_amount,
             "refill_interval": given.refill_interval,
@@ -870,11 +858,13 @@ fn update_api_key(
             .filter(|(_, v)| !v.is_null())
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        storage::audit_key(
-            "key_updated",
+        // permissions and metadata join the changes as the jsonb values given.
+        storage::audit_key_update(
             key_id,
             &caller.actor(),
             json!({"changes": changes, "cleared": clear}),
+            given.permissions,
+            given.metadata,
         );
         row
     });
@@ -899,8 +889,8 @@ fn rotate_api_key(
         name!(user_id, Option<String>),
         name!(name, Option<String>),
         name!(expires_at, Option<TimestampWithTimeZone>),
-        name!(permissions, Option<JsonB>),
-        name!(metadata, Option<JsonB>),
+        name!(permissions, Option<Jsonb>),
+        name!(metadata, Option<Jsonb>),
         name!(remaining, Option<i64>),
         name!(refill_amount, Option<i64>),
         name!(refill_interval, Option<Interval>),
@@ -989,7 +979,7 @@ fn list_audit_events(
         name!(subject, Option<String>),
         name!(actor_role, String),
         name!(actor_identity, Option<String>),
-        name!(details, JsonB),
+        name!(details, Jsonb),
     ),
 > {
     let caller = Caller::current();

@@ -71,9 +71,31 @@ fn gateway_of(role: pg_sys::Oid) -> Option<String> {
     })
 }
 
+/// The longest identity a JWT claim may carry, in bytes.
+pub const IDENTITY_MAX_BYTES: usize = 256;
+
+/// The identity a claim's value names: a string of 1 to [`IDENTITY_MAX_BYTES`] bytes with
+/// no control character (U+0000–U+001F, U+007F–U+009F), or an integer (as its decimal
+/// text). Anything else — empty, too long, a NUL or other control character that would
+/// print as something it is not, a fraction or exponent, an array, an object — names
+/// nobody.
+pub fn identity_from_claim(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s)
+            if !s.is_empty()
+                && s.len() <= IDENTITY_MAX_BYTES
+                && !s.chars().any(char::is_control) =>
+        {
+            Some(s.clone())
+        }
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// The identity claim of the current request's JWT (`request.jwt.claims`, as PostgREST
-/// sets it per transaction); `None` when the setting, the JSON or the claim is missing,
-/// empty or not a string or number.
+/// sets it per transaction); `None` when the setting, the JSON or the claim is missing or
+/// does not name an identity ([`identity_from_claim`]).
 fn claim_identity() -> Option<String> {
     // SAFETY: missing_ok = true returns NULL for an unknown setting; the string is copied.
     let raw = unsafe { pg_sys::GetConfigOption(c"request.jwt.claims".as_ptr(), true, false) };
@@ -82,11 +104,7 @@ fn claim_identity() -> Option<String> {
     }
     let text = unsafe { CStr::from_ptr(raw) }.to_string_lossy();
     let claims: serde_json::Value = serde_json::from_str(&text).ok()?;
-    match claims.get(settings::identity_claim())? {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+    identity_from_claim(claims.get(settings::identity_claim())?)
 }
 
 impl Caller {
@@ -125,7 +143,7 @@ impl Caller {
             None => match &self.gateway {
                 Some(gw) => error::denied(
                     format!(
-                        "no identity: role \"{}\" calls through gateway role \"{gw}\", and request.jwt.claims has no \"{}\" claim",
+                        "no identity: role \"{}\" calls through gateway role \"{gw}\", and request.jwt.claims has no usable \"{}\" claim (a string of 1 to {IDENTITY_MAX_BYTES} bytes without control characters, or an integer)",
                         self.role_name,
                         settings::identity_claim()
                     ),
@@ -235,4 +253,56 @@ pub fn with_caller_rights<R>(f: impl FnOnce() -> R) -> R {
     // SAFETY: restoring the caller's own user id, read when as_owner switched away.
     unsafe { pg_sys::SetUserIdAndSecContext(caller, caller_context | RESTRICTED) };
     f()
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn clean_strings_and_integers_name_an_identity() {
+        assert_eq!(
+            identity_from_claim(&json!("alice")).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            identity_from_claim(&json!("user-0001@example.com")).as_deref(),
+            Some("user-0001@example.com")
+        );
+        assert_eq!(
+            identity_from_claim(&json!("Zoë 東京")).as_deref(),
+            Some("Zoë 東京")
+        );
+        assert_eq!(identity_from_claim(&json!(123)).as_deref(), Some("123"));
+        assert_eq!(identity_from_claim(&json!(-7)).as_deref(), Some("-7"));
+        assert_eq!(
+            identity_from_claim(&json!(u64::MAX)).as_deref(),
+            Some("18446744073709551615")
+        );
+        let longest = "a".repeat(IDENTITY_MAX_BYTES);
+        assert_eq!(identity_from_claim(&json!(longest)), Some(longest));
+    }
+
+    #[test]
+    fn anything_else_names_nobody() {
+        for bad in [
+            json!(""),
+            json!("alice\u{0}x"),
+            json!("alice\nbob"),
+            json!("tab\there"),
+            json!("\u{7f}"),
+            json!("\u{85}"),
+            json!("a".repeat(IDENTITY_MAX_BYTES + 1)),
+            json!("é".repeat(IDENTITY_MAX_BYTES / 2 + 1)),
+            json!(1.5e3),
+            json!(0.5),
+            json!(true),
+            json!(null),
+            json!(["alice"]),
+            json!({"id": "alice"}),
+        ] {
+            assert_eq!(identity_from_claim(&bad), None, "{bad} must name nobody");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //!
 //! The modules follow one concern each:
 //! - [`keymat`]: key material — format, CSPRNG secret, CRC32 checksum, SHA-256 digest.
+//! - [`jsonb`]: jsonb values kept exactly (datums, never text), and their shapes.
 //! - [`permissions`]: the shape of `permissions` JSON and the AND check.
 //! - [`settings`]: the `apikey.*` configuration parameters (all SUSET).
 //! - [`error`]: errors with the contract's SQLSTATEs, a `pg_apikey:` message and a hint.
@@ -15,6 +16,7 @@ use pgrx::prelude::*;
 pub mod api;
 pub mod caller;
 pub mod error;
+pub mod jsonb;
 pub mod keymat;
 pub mod membership;
 pub mod permissions;

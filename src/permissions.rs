@@ -4,9 +4,8 @@
 //! A requirement is met when every listed action of every listed resource is granted
 //! (AND). For this shape that is exactly jsonb containment (`granted @> required`), which
 //! is how verify evaluates it (`jsonb_contains` on the stored datum).
-use serde_json::Value;
-
 use crate::error;
+use crate::jsonb::Value;
 
 /// 22023 unless `value` (the argument named `what`) has the documented shape.
 pub fn require_valid(what: &str, value: &Value) {
@@ -20,27 +19,29 @@ pub fn require_valid(what: &str, value: &Value) {
 
 /// Why a permissions value is malformed, or `Ok` when it has the documented shape.
 pub fn validate(value: &Value) -> Result<(), String> {
-    let object = value
-        .as_object()
-        .ok_or_else(|| format!("must be a JSON object, got {}", kind(value)))?;
+    let Value::Object(object) = value else {
+        return Err(format!("must be a JSON object, got {}", value.kind()));
+    };
     for (resource, actions) in object {
         if resource.is_empty() {
             return Err("resource names must not be empty".into());
         }
-        let actions = actions.as_array().ok_or_else(|| {
-            format!(
+        let Value::Array(actions) = actions else {
+            return Err(format!(
                 "the actions of \"{resource}\" must be an array, got {}",
-                kind(actions)
-            )
-        })?;
+                actions.kind()
+            ));
+        };
         for action in actions {
-            match action.as_str() {
-                Some(a) if !a.is_empty() => {}
-                Some(_) => return Err(format!("an action of \"{resource}\" is an empty string")),
-                None => {
+            match action {
+                Value::String(a) if !a.is_empty() => {}
+                Value::String(_) => {
+                    return Err(format!("an action of \"{resource}\" is an empty string"))
+                }
+                other => {
                     return Err(format!(
                         "the actions of \"{resource}\" must be strings, got {}",
-                        kind(action)
+                        other.kind()
                     ))
                 }
             }
@@ -49,27 +50,20 @@ pub fn validate(value: &Value) -> Result<(), String> {
     Ok(())
 }
 
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 #[cfg(test)]
 mod unit {
     use super::*;
     use serde_json::json;
 
+    fn check(v: serde_json::Value) -> Result<(), String> {
+        validate(&Value::from(v))
+    }
+
     #[test]
     fn documented_shape_is_accepted() {
-        assert!(validate(&json!({})).is_ok());
-        assert!(validate(&json!({"mesa": ["admin"], "files": ["read", "write"]})).is_ok());
-        assert!(validate(&json!({"files": []})).is_ok());
+        assert!(check(json!({})).is_ok());
+        assert!(check(json!({"mesa": ["admin"], "files": ["read", "write"]})).is_ok());
+        assert!(check(json!({"files": []})).is_ok());
     }
 
     #[test]
@@ -86,7 +80,7 @@ mod unit {
             json!({"": ["read"]}),
             json!({"mesa": [["admin"]]}),
         ] {
-            assert!(validate(&bad).is_err(), "{bad} should be refused");
+            assert!(check(bad.clone()).is_err(), "{bad} should be refused");
         }
     }
 }

@@ -377,3 +377,54 @@ fn read_only_transactions_verify_plain_keys_and_refuse_limited_ones() {
         "25006"
     );
 }
+
+/// The shape of a jsonb value is read from the value itself: numbers of any size, any
+/// depth jsonb accepts, raw scalars, with no text or JSON parser on the way.
+#[pg_test]
+fn jsonb_shapes_are_read_from_the_value() {
+    use crate::jsonb::{parse, Value};
+    let v = parse(r#"{"a": 1e400, "b": [123456789012345678901234567890, "x", true, null], "c": {}}"#).value();
+    assert_eq!(
+        v,
+        Value::Object(vec![
+            ("a".into(), Value::Number),
+            (
+                "b".into(),
+                Value::Array(vec![Value::Number, Value::String("x".into()), Value::Bool(true), Value::Null])
+            ),
+            ("c".into(), Value::Object(vec![])),
+        ])
+    );
+    assert_eq!(parse("1e400").value(), Value::Number);
+    assert_eq!(parse(r#""s""#).value(), Value::String("s".into()));
+    assert_eq!(parse("[]").value(), Value::Array(vec![]));
+    assert!(parse("{}").is_object());
+    assert!(!parse("[{}]").is_object());
+    assert!(!parse("1").is_object());
+    // 2,000 levels: walked without recursion.
+    let deep = format!("{}1{}", "[".repeat(2000), "]".repeat(2000));
+    let mut v = parse(&deep).value();
+    let mut depth = 0;
+    while let Value::Array(mut items) = v {
+        depth += 1;
+        v = items.pop().expect("one element per level");
+    }
+    assert_eq!((depth, v), (2000, Value::Number));
+}
+
+/// What goes in comes out: create, read back and verify keep the caller's datum.
+#[pg_test]
+fn stored_jsonb_equals_what_was_given() {
+    org("exact");
+    let given = r#"{"a": 123456789012345678901234567890, "b": 0.1000000000000000000001, "c": 1e400}"#;
+    let same = Spi::get_one_with_args::<bool>(
+        "WITH k AS (SELECT key_id, key, metadata FROM apikey.create_api_key(org_id => 'exact', metadata => $1::jsonb)) \
+         SELECT k.metadata = $1::jsonb \
+            AND (SELECT g.metadata FROM apikey.get_api_key(k.key_id) g) = $1::jsonb \
+            AND (SELECT v.metadata FROM apikey.verify_api_key(k.key) v) = $1::jsonb \
+           FROM k",
+        &[given.into()],
+    )
+    .unwrap();
+    assert_eq!(same, Some(true));
+}

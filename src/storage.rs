@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use pgrx::datum::{DatumWithOid, Interval, JsonB, TimestampWithTimeZone};
+
+use crate::jsonb::Jsonb;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
 use pgrx::{pg_sys, PgOid, Uuid};
@@ -376,8 +378,8 @@ pub struct NewKeyRow<'a> {
     pub user_id: Option<&'a str>,
     pub name: Option<&'a str>,
     pub expires_at: Option<TimestampWithTimeZone>,
-    pub permissions: Option<JsonB>,
-    pub metadata: Option<JsonB>,
+    pub permissions: Option<Jsonb>,
+    pub metadata: Option<Jsonb>,
     pub remaining: Option<i64>,
     pub refill_amount: Option<i64>,
     pub refill_interval: Option<Interval>,
@@ -563,11 +565,15 @@ pub fn key_refusal(key_id: Uuid, now: TimestampWithTimeZone) -> Refusal {
 
 static KEY_TOUCH: Stmt = Stmt {
     sql: "UPDATE apikey.keys k SET last_used_at = $2 \
-          WHERE k.id = $1 AND (k.last_used_at IS NULL OR k.last_used_at <= $2 - $3)",
+          WHERE k.id = (SELECT l.id FROM apikey.keys l \
+                        WHERE l.id = $1 AND (l.last_used_at IS NULL OR l.last_used_at <= $2 - $3) \
+                        FOR UPDATE SKIP LOCKED)",
     args: &[UUID, TIMESTAMPTZ, INTERVAL],
 };
 
-/// Record a use of an unlimited key, at most once per `resolution`.
+/// Record a use of an unlimited key, at most once per `resolution`. Never waits: when
+/// another transaction holds the key's row (an open transaction that verified it, or
+/// an update), this use is not recorded; `last_used_at` is a hint, not a count.
 pub fn key_touch(key_id: Uuid, now: TimestampWithTimeZone, resolution: Interval) {
     run(
         &KEY_TOUCH,
@@ -724,8 +730,8 @@ pub struct KeySettings {
     pub prefix: String,
     pub name: Option<String>,
     pub expires_at: Option<TimestampWithTimeZone>,
-    pub permissions: Option<JsonB>,
-    pub metadata: Option<JsonB>,
+    pub permissions: Option<Jsonb>,
+    pub metadata: Option<Jsonb>,
     pub remaining: Option<i64>,
     pub refill_amount: Option<i64>,
     pub refill_interval: Option<Interval>,
@@ -829,8 +835,8 @@ pub struct CreatedKey {
     pub user_id: Option<String>,
     pub name: Option<String>,
     pub expires_at: Option<TimestampWithTimeZone>,
-    pub permissions: Option<JsonB>,
-    pub metadata: Option<JsonB>,
+    pub permissions: Option<Jsonb>,
+    pub metadata: Option<Jsonb>,
     pub remaining: Option<i64>,
     pub refill_amount: Option<i64>,
     pub refill_interval: Option<Interval>,
@@ -940,20 +946,49 @@ static AUDIT_KEY: Stmt = Stmt {
         "INSERT INTO apikey.audit_log (action, org_id, key_id, actor_role, actor_identity, details) \
          SELECT $1, k.org_id, k.id, $3, $4, \
                 jsonb_build_object('key', to_jsonb(", key_info!(), ")) || coalesce($5, '{}'::jsonb) \
+                || CASE WHEN $6::jsonb IS NULL AND $7::jsonb IS NULL THEN '{}'::jsonb \
+                   ELSE jsonb_build_object('changes', coalesce($5 -> 'changes', '{}'::jsonb) \
+                        || CASE WHEN $6::jsonb IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('permissions', $6) END \
+                        || CASE WHEN $7::jsonb IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('metadata', $7) END) END \
          FROM apikey.keys k WHERE k.id = $2"
     ),
-    args: &[TEXT, UUID, TEXT, TEXT, JSONB],
+    args: &[TEXT, UUID, TEXT, TEXT, JSONB, JSONB, JSONB],
 };
 
 /// Record an action on a key, with the key's public fields as they are now (never its
 /// secret or digest) and `details` merged in.
 pub fn audit_key(action: &str, key_id: Uuid, by: &Actor<'_>, details: serde_json::Value) {
+    audit_key_with(action, key_id, by, details, None, None)
+}
+
+/// Record an update of a key: `details` with the given `permissions` and `metadata`
+/// added to its `changes` as the jsonb values they are.
+pub fn audit_key_update(
+    key_id: Uuid,
+    by: &Actor<'_>,
+    details: serde_json::Value,
+    permissions: Option<Jsonb>,
+    metadata: Option<Jsonb>,
+) {
+    audit_key_with("key_updated", key_id, by, details, permissions, metadata)
+}
+
+fn audit_key_with(
+    action: &str,
+    key_id: Uuid,
+    by: &Actor<'_>,
+    details: serde_json::Value,
+    permissions: Option<Jsonb>,
+    metadata: Option<Jsonb>,
+) {
     let args = [
         action.into(),
         key_id.into(),
         by.role.into(),
         by.identity.into(),
         JsonB(details).into(),
+        permissions.into(),
+        metadata.into(),
     ];
     run(&AUDIT_KEY, &args, |_| ())
 }
@@ -967,7 +1002,7 @@ pub type AuditRow = (
     Option<String>,
     String,
     Option<String>,
-    JsonB,
+    Jsonb,
 );
 
 static AUDIT_LIST: Stmt = Stmt {

@@ -17,13 +17,14 @@
 use std::cell::Cell;
 use std::ffi::CStr;
 
-use pgrx::datum::{Interval, JsonB, TimestampWithTimeZone};
+use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys::{self, Datum};
 use pgrx::prelude::*;
 use pgrx::{IntoDatum, Uuid};
 
 use crate::caller::as_owner;
 use crate::error;
+use crate::jsonb::{Jsonb, Value};
 use crate::keymat;
 use crate::permissions;
 use crate::settings;
@@ -119,7 +120,9 @@ unsafe fn attnums(rel: pg_sys::Relation) -> [Column; COLUMNS.len()] {
             );
         }
         let index = n as usize - 1;
-        let attr = desc.get(index).expect("attribute number within the descriptor");
+        let attr = desc
+            .get(index)
+            .expect("attribute number within the descriptor");
         *slot = Column {
             index,
             byval: attr.attbyval,
@@ -190,11 +193,11 @@ struct KeyScan {
 }
 
 impl KeyScan {
-    /// Open with AccessShareLock (kept to the end of the transaction, as the executor does).
-    unsafe fn open(snapshot: pg_sys::Snapshot) -> KeyScan {
+    /// Open with `mode` (kept to the end of the transaction, as the executor does).
+    unsafe fn open(snapshot: pg_sys::Snapshot, mode: pg_sys::LOCKMODE) -> KeyScan {
         let (keys, digest_index) = relations();
-        let rel = pg_sys::table_open(keys, pg_sys::AccessShareLock as i32);
-        let idx = pg_sys::index_open(digest_index, pg_sys::AccessShareLock as i32);
+        let rel = pg_sys::table_open(keys, mode);
+        let idx = pg_sys::index_open(digest_index, mode);
         let cols = attnums(rel);
         #[cfg(not(feature = "pg18"))]
         let scan = pg_sys::index_beginscan(rel, idx, snapshot, 1, 0);
@@ -282,6 +285,21 @@ unsafe fn fresh_snapshot() -> pg_sys::Snapshot {
     pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot())
 }
 
+/// The lock verify takes on `apikey.keys` and its digest index, before it reads.
+///
+/// Where it may write (a use, a `last_used_at`), it takes ROW EXCLUSIVE at once, the lock
+/// its `UPDATE` needs, so that it never asks for a stronger lock while holding a weaker
+/// one: such an upgrade deadlocks with `REINDEX` or `CREATE INDEX`, which hold SHARE on
+/// the table and wait for the index. Where it cannot write (a read-only transaction, a
+/// hot standby, where ROW EXCLUSIVE cannot be taken at all), ACCESS SHARE.
+fn lock_mode() -> pg_sys::LOCKMODE {
+    if read_only() {
+        pg_sys::AccessShareLock as pg_sys::LOCKMODE
+    } else {
+        pg_sys::RowExclusiveLock as pg_sys::LOCKMODE
+    }
+}
+
 /// One probe with its own scan, opened and closed here. (Keeping the scan open across
 /// the calls of one query, as the executor does, would save about a microsecond per
 /// verify inside one statement, but not across statements, which is how APIs verify.)
@@ -289,7 +307,7 @@ fn probe_once(digest: &[u8; 32]) -> Option<KeyRead> {
     // SAFETY: everything opened here is closed here.
     unsafe {
         let snapshot = fresh_snapshot();
-        let mut scan = KeyScan::open(snapshot);
+        let mut scan = KeyScan::open(snapshot, lock_mode());
         let found = scan.lookup(digest, snapshot);
         scan.close();
         pg_sys::UnregisterSnapshot(snapshot);
@@ -323,13 +341,16 @@ pub struct Required {
 }
 
 impl Required {
-    /// 22023 unless it has the documented shape.
-    pub fn check(datum: Datum) -> Required {
-        // SAFETY: a non-NULL jsonb argument.
-        let value = unsafe { JsonB::from_datum(datum, false) }.expect("non-NULL jsonb");
-        permissions::require_valid("required_permissions", &value.0);
-        let is_empty = value.0.as_object().is_some_and(|o| o.is_empty());
-        Required { datum, is_empty }
+    /// 22023 unless it has the documented shape. The shape is read from the jsonb value
+    /// itself; the datum is used as it is.
+    pub fn check(value: Jsonb) -> Required {
+        let shape = value.value();
+        permissions::require_valid("required_permissions", &shape);
+        let is_empty = matches!(&shape, Value::Object(o) if o.is_empty());
+        Required {
+            datum: value.datum(),
+            is_empty,
+        }
     }
 
     /// Every listed action granted (AND): jsonb containment, for this shape.
@@ -583,7 +604,8 @@ pub unsafe extern "C-unwind" fn verify_api_key_fast(fcinfo: pg_sys::FunctionCall
     let tupdesc = result_type(fcinfo);
     let key: Option<&str> = pgrx::fcinfo::pg_getarg(fcinfo, 0);
     // A malformed requirement is the application's bug: say so even for a bad key.
-    let required = pgrx::fcinfo::pg_getarg_datum(fcinfo, 1).map(Required::check);
+    let required: Option<Jsonb> = pgrx::fcinfo::pg_getarg(fcinfo, 1);
+    let required = required.map(Required::check);
     let outcome = decide(key, required.as_ref(), now_tz(), probe_once);
 
     let mut values = [Datum::from(0); 11];
@@ -631,12 +653,7 @@ pub fn decide_for_test(
     required: Option<&str>,
     now: TimestampWithTimeZone,
 ) -> (String, Option<i64>, Option<Interval>) {
-    let required = required.map(|r| {
-        let datum = JsonB(serde_json::from_str(r).unwrap())
-            .into_datum()
-            .unwrap();
-        Required::check(datum)
-    });
+    let required = required.map(|r| Required::check(crate::jsonb::parse(r)));
     let o = decide(Some(key), required.as_ref(), now, probe_once);
     (o.code.to_string(), o.remaining, o.retry_after)
 }

@@ -61,7 +61,39 @@ SELECT set_config('request.jwt.claims', '{"role": "regress_authenticated", "sub"
 SELECT key FROM apikey.create_api_key();
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
+-- Request 4: claims that name nobody. A NUL inside the claim (it would read as "alice"
+-- over the text protocol and in a dump), other control characters, more than 256 bytes,
+-- a number with a fraction or exponent: no identity, 42501, and nothing is created.
+-- An integer names the user by its decimal text.
+CREATE TEMP TABLE claims_tried (claims text, identity text, sqlstate text);
+GRANT ALL ON claims_tried TO PUBLIC;
+BEGIN;
+SET LOCAL ROLE regress_authenticated;
+DO $try$
+DECLARE
+    c text;
+    state text;
+BEGIN
+    FOREACH c IN ARRAY ARRAY[
+        '{"sub": "alice\u0000x"}', '{"sub": "alice\nx"}', '{"sub": "\u007f"}',
+        '{"sub": "' || repeat('a', 257) || '"}', '{"sub": "' || repeat('a', 100000) || '"}',
+        '{"sub": 1.5e3}', '{"sub": 0.5}', '{"sub": true}', '{"sub": ["alice"]}',
+        '{"sub": 123}', '{"sub": "' || repeat('a', 256) || '"}'] LOOP
+        PERFORM set_config('request.jwt.claims', c, true);
+        state := 'created';
+        BEGIN
+            PERFORM apikey.create_api_key(name => 'claims test');
+        EXCEPTION WHEN OTHERS THEN
+            state := SQLSTATE;
+        END;
+        INSERT INTO claims_tried VALUES (left(c, 24), left(apikey.current_identity(), 12), state);
+    END LOOP;
+END
+$try$;
+SELECT * FROM claims_tried;
+COMMIT;
 RESET SESSION AUTHORIZATION;
+SELECT left(user_id, 12) AS user_id, length(user_id) FROM apikey.keys WHERE name = 'claims test' ORDER BY 2;
 
 -- A superuser chooses which claim holds the user id.
 BEGIN;

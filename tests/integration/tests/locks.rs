@@ -1,0 +1,174 @@
+//! Verify never waits on another session for what it need not, and never deadlocks with
+//! maintenance: two or more connections, real locks.
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pg_apikey_integration::*;
+
+fn setup(t: &str) -> (postgres::Client, String) {
+    let mut su = superuser();
+    su.batch_execute(&format!("SELECT apikey.create_organization('{t}-org')"))
+        .unwrap();
+    let api = login_role(&mut su, t, "api");
+    (su, api)
+}
+
+fn create(su: &mut postgres::Client, t: &str, settings: &str) -> (String, String) {
+    let row = su
+        .query_one(
+            format!(
+                "SELECT key_id::text, key FROM apikey.create_api_key(org_id => '{t}-org'{settings})"
+            )
+            .as_str(),
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// A plain key verified in one session's open transaction (psycopg's default, a
+/// request-scoped transaction) holds its row for the `last_used_at` write; another
+/// session's verify of the same key must not wait for it.
+#[test]
+fn plain_verify_does_not_wait_on_an_open_transaction() {
+    let t = "lkopen";
+    let (mut su, api) = setup(t);
+    // Every verify is due a last_used_at write.
+    su.batch_execute(&format!(
+        "ALTER ROLE \"{api}\" SET apikey.last_used_resolution = 0"
+    ))
+    .unwrap();
+    let (_, key) = create(&mut su, t, "");
+
+    let mut first = connect(&api);
+    first.batch_execute("BEGIN").unwrap();
+    assert_eq!(verify_code(&mut first, &key), "VALID");
+    // The first session now holds the key's row lock until it ends.
+
+    let mut second = connect(&api);
+    second.batch_execute("SET lock_timeout = '2s'").unwrap();
+    let started = Instant::now();
+    let row = second.query_one("SELECT code FROM apikey.verify_api_key($1)", &[&key]);
+    let waited = started.elapsed();
+    let row = row.unwrap_or_else(|e| panic!("the second verify failed with {:?}: {e}", e.code()));
+    assert_eq!(row.get::<_, String>(0), "VALID");
+    assert!(waited < Duration::from_secs(1), "verify waited {waited:?}");
+    first.batch_execute("COMMIT").unwrap();
+}
+
+/// For a key with a quota the row lock is inherent: the use is counted in the caller's
+/// transaction. A rolled-back transaction gives the use back.
+#[test]
+fn rolled_back_verify_gives_the_use_back() {
+    let t = "lkrollback";
+    let (mut su, api) = setup(t);
+    let (id, key) = create(&mut su, t, ", remaining => 5");
+    let mut c = connect(&api);
+    c.batch_execute("BEGIN").unwrap();
+    let left: i64 = c
+        .query_one("SELECT remaining FROM apikey.verify_api_key($1)", &[&key])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 4);
+    c.batch_execute("ROLLBACK").unwrap();
+    let stored: i64 = su
+        .query_one(
+            "SELECT remaining FROM apikey.keys WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 5, "the rolled-back use is given back");
+    let left: i64 = c
+        .query_one("SELECT remaining FROM apikey.verify_api_key($1)", &[&key])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 4);
+}
+
+/// One statement verifies a plain key (reading the table), waits, then verifies a key
+/// with a quota (writing to it), while REINDEX TABLE starts in between. Verify takes the
+/// lock it may need for writing from the start, so the two queue instead of deadlocking.
+#[test]
+fn verify_and_reindex_do_not_deadlock() {
+    let t = "lkreindex";
+    let (mut su, api) = setup(t);
+    let (_, plain) = create(&mut su, t, "");
+    let (_, quota) = create(&mut su, t, ", remaining => 10");
+    let mut warm = connect(&api);
+    assert_eq!(verify_code(&mut warm, &plain), "VALID");
+
+    let session_a = {
+        let (api, plain, quota) = (api.clone(), plain.clone(), quota.clone());
+        thread::spawn(move || {
+            let mut a = connect(&api);
+            a.query_one(
+                "SELECT (SELECT code FROM apikey.verify_api_key($1)), pg_sleep(1.5), \
+                        (SELECT code FROM apikey.verify_api_key($2))",
+                &[&plain, &quota],
+            )
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(2)))
+        })
+    };
+    thread::sleep(Duration::from_millis(500));
+    let mut b = superuser();
+    b.batch_execute("SET lock_timeout = '20s'").unwrap();
+    let reindex = b.batch_execute("REINDEX TABLE apikey.keys");
+    let a = session_a.join().unwrap();
+    assert_eq!(sqlstate(reindex), "00000", "REINDEX failed");
+    match a {
+        Ok(codes) => assert_eq!(codes, ("VALID".to_string(), "VALID".to_string())),
+        Err(e) => panic!("verify failed with {:?}: {e}", e.code()),
+    }
+}
+
+/// Maintenance on the keys table while clients verify plain and limited keys: lock
+/// waits, no errors.
+#[test]
+fn maintenance_under_verify_load_raises_no_error() {
+    let t = "lkmaint";
+    let (mut su, api) = setup(t);
+    let (_, plain) = create(&mut su, t, "");
+    let (_, quota) = create(&mut su, t, ", remaining => 1000000");
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let clients: Vec<_> = (0..4)
+        .map(|i| {
+            let (api, key) = (
+                api.clone(),
+                if i % 2 == 0 {
+                    plain.clone()
+                } else {
+                    quota.clone()
+                },
+            );
+            thread::spawn(move || {
+                let mut c = connect(&api);
+                let mut verified = 0usize;
+                while Instant::now() < deadline && verified < 200_000 {
+                    let r = c.query_one("SELECT code FROM apikey.verify_api_key($1)", &[&key]);
+                    match r {
+                        Ok(row) => assert_eq!(row.get::<_, String>(0), "VALID"),
+                        Err(e) => panic!("verify failed under maintenance: {:?} {e}", e.code()),
+                    }
+                    verified += 1;
+                }
+                verified
+            })
+        })
+        .collect();
+    for statement in [
+        "REINDEX TABLE apikey.keys",
+        "VACUUM FULL apikey.keys",
+        "ANALYZE apikey.keys",
+        "CREATE INDEX lkmaint_idx ON apikey.keys (name)",
+        "DROP INDEX apikey.lkmaint_idx",
+        "REINDEX TABLE apikey.keys",
+    ] {
+        su.batch_execute(statement)
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        thread::sleep(Duration::from_millis(200));
+    }
+    for c in clients {
+        assert!(c.join().unwrap() > 0, "every client verified");
+    }
+}
