@@ -7,7 +7,9 @@
 #      the #[pg_test]s and unit tests (cargo pgrx test, in pgrx's own test cluster),
 #      then the extension installed into that major and a scratch cluster (private port
 #      and data dir) for the pg_regress files and the multi-role integration tests;
-#   4. the upgrade tests (tests/upgrade/run.sh): ALTER EXTENSION UPDATE from every earlier
+#   4. the fault tests (tests/faults/run.sh) on 15 and 18, the majors that ship amcheck:
+#      kill -9 under load, hot standby, fuzzing, maintenance under load, open transactions;
+#   5. the upgrade tests (tests/upgrade/run.sh): ALTER EXTENSION UPDATE from every earlier
 #      release built from its commit, schema equal to a fresh install; pg_upgrade of a
 #      database with pg_apikey from 15 to every newer major.
 # Exits non-zero if any step fails; the last line counts what passed on every major.
@@ -81,6 +83,15 @@ for major in "${PG_MAJORS[@]}"; do
     test_major "$major"
 done
 
+for major in "${PG_MAJORS[@]}"; do
+    case "$major" in
+        15 | 18)
+            log "PostgreSQL $major: fault tests (tests/faults/run.sh)"
+            counted "$ROOT/tests/faults/run.sh" "$major"
+            ;;
+    esac
+done
+
 log "upgrade tests (tests/upgrade/run.sh)"
 counted "$ROOT/tests/upgrade/run.sh"
 
@@ -89,7 +100,8 @@ rust=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$SUMMARY" | awk '{s += $4} EN
 regress=$(grep -Ec '^(ok|test) .*[. ] ok |^ok [0-9]+ +- ' "$SUMMARY" || true)
 python=$(grep -Eo '^Ran [0-9]+ test' "$SUMMARY" | awk '{s += $2} END {print s + 0}')
 upgrade=$(grep -Ec '^upgrade check ok: ' "$SUMMARY" || true)
+faults=$(grep -Ec '^fault check ok: ' "$SUMMARY" || true)
 log "all pg_apikey tests passed on PostgreSQL ${PG_MAJORS[*]} in $(($(date +%s) - started)) s:" \
     "$rust Rust tests (unit, #[pg_test], integration), $regress pg_regress files," \
-    "$python schema-comparison unit tests, $upgrade upgrade checks"
-echo "pg_apikey: $((rust + regress + python + upgrade)) passed, 0 failed"
+    "$python schema-comparison unit tests, $faults fault checks, $upgrade upgrade checks"
+echo "pg_apikey: $((rust + regress + python + faults + upgrade)) passed, 0 failed"

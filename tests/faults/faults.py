@@ -1,0 +1,1009 @@
+"""Fault-injection checks for pg_apikey. Run by tests/faults/run.sh, one group per process:
+
+    faults.py GROUP      (crash-usage, crash-create, standby, fuzz-keys, fuzz-json,
+                          maintenance, open-txn; see the header of run.sh)
+
+The environment comes from run.sh: FAULTS_MAJOR, FAULTS_WORK (a directory under
+/tmp/pg_apikey_faults*), FAULTS_PORT (primary; FAULTS_PORT + 1 for a standby) and
+FAULTS_CTL (run.sh itself, called back for init/start/stop/basebackup through
+scripts/lib.sh). Every check prints "fault check ok: ..."; the first that does not hold
+raises CheckFailed, printed as "fault check FAILED: ..." with exit status 1.
+"""
+import ctypes
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zlib
+
+import psycopg
+from psycopg import errors
+
+MAJOR = os.environ["FAULTS_MAJOR"]
+WORK = os.environ["FAULTS_WORK"]
+PORT = int(os.environ["FAULTS_PORT"])
+CTL = os.environ["FAULTS_CTL"]
+DB = "faults"
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def ok(what):
+    print(f"fault check ok: {what}", flush=True)
+
+
+def figure(what):
+    print(f"fault figure: {what}", flush=True)
+
+
+def check(condition, what, detail=""):
+    if not condition:
+        raise CheckFailed(f"{what}" + (f" ({detail})" if detail else ""))
+    ok(what)
+
+
+def short(value, limit=160):
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+# ---------------------------------------------------------------- clusters
+
+class Cluster:
+    """A scratch cluster in WORK/<name> (data/, sock/, server.log), made by lib.sh."""
+
+    def __init__(self, name, port=PORT):
+        self.dir = os.path.join(WORK, name)
+        self.port = port
+
+    def ctl(self, action, *args):
+        subprocess.run(["bash", CTL, "--ctl", MAJOR, action, *map(str, args)], check=True)
+
+    def init(self):
+        self.ctl("init", self.dir)
+
+    def start(self):
+        self.ctl("start", self.dir, self.port)
+
+    def stop(self):
+        self.ctl("stop", self.dir)
+
+    def conninfo(self, db=DB, user="postgres"):
+        return (f"host={self.dir}/sock port={self.port} user={user} dbname={db} "
+                "connect_timeout=10 options='-c statement_timeout=60s'")
+
+    def connect(self, db=DB, user="postgres"):
+        return psycopg.connect(self.conninfo(db, user), autocommit=True)
+
+    def fresh(self):
+        """A new cluster with database `faults` holding pg_apikey and organization 'o'."""
+        self.init()
+        self.start()
+        with self.connect("postgres") as conn:
+            conn.execute(f"CREATE DATABASE {DB}")
+        with self.connect() as conn:
+            conn.execute("CREATE EXTENSION pg_apikey")
+            conn.execute("SELECT apikey.create_organization('o')")
+        return self
+
+    def crash(self):
+        """kill -9 the postmaster and all its children, all frozen first (SIGSTOP) so that
+        none of them can notice the others dying and clean up. Only a postmaster that
+        really serves this data directory, found through its postmaster.pid."""
+        data = os.path.join(self.dir, "data")
+        with open(os.path.join(data, "postmaster.pid")) as f:
+            pm = int(f.readline())
+        with open(f"/proc/{pm}/cmdline", "rb") as f:
+            if data.encode() not in f.read():
+                raise CheckFailed(f"pid {pm} in {data}/postmaster.pid is not that cluster's postmaster")
+        os.kill(pm, signal.SIGSTOP)
+        children = children_of(pm)
+        for pid in children:
+            os.kill(pid, signal.SIGSTOP)
+        for pid in [pm, *children]:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while any(os.path.exists(f"/proc/{pid}") for pid in [pm, *children]):
+            reap_children()
+            if time.monotonic() > deadline:
+                raise CheckFailed(f"processes of {data} still exist 15 s after kill -9")
+            time.sleep(0.05)
+        return len(children)
+
+
+def become_subreaper():
+    """Postmasters started from here (pg_ctl daemonizes them) are re-parented to this
+    process rather than to PID 1, so that after a kill -9 this process reaps them: a
+    zombie postmaster would keep its PID "alive" for pg_ctl and for the next postmaster's
+    lock-file check, and this machine's PID 1 does not reap promptly."""
+    PR_SET_CHILD_SUBREAPER = 36
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def reap_children():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def children_of(ppid):
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == ppid:
+                pids.append(int(entry))
+    return pids
+
+
+def wait_until(condition, what, seconds, step=0.05):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"{what}: not within {seconds} s")
+        time.sleep(step)
+
+
+# ---------------------------------------------------------------- keys
+
+def create_key(conn, **settings):
+    """create_api_key(org_id => 'o', **settings) as the connection's role: (key_id, key)."""
+    names = ", ".join(f"{name} => %({name})s" for name in settings)
+    sql = "SELECT key_id, key FROM apikey.create_api_key(org_id => 'o'" + (", " + names if names else "") + ")"
+    return conn.execute(sql, settings).fetchone()
+
+
+def verify(conn, key, required=None):
+    if required is None:
+        return conn.execute("SELECT code FROM apikey.verify_api_key(%s)", (key,)).fetchone()[0]
+    return conn.execute("SELECT code FROM apikey.verify_api_key(%s, %s::jsonb)", (key, required)).fetchone()[0]
+
+
+def remaining_of(conn, key_id):
+    return conn.execute("SELECT remaining FROM apikey.get_api_key(%s)", (key_id,)).fetchone()[0]
+
+
+class Client(threading.Thread):
+    """One connection running `step(conn)` until the deadline, `iterations` times at most,
+    or until the server goes away. step returns a code; every "VALID" is an acknowledged
+    use, with its time. Anything but the expected codes is an error."""
+
+    def __init__(self, cluster, step, seconds, iterations, expect=("VALID",), user="postgres"):
+        super().__init__(daemon=True)
+        self.cluster, self.step, self.user = cluster, step, user
+        self.seconds, self.iterations, self.expect = seconds, iterations, expect
+        self.acks = []          # monotonic times of VALID answers
+        self.codes = {}
+        self.error = None       # an unexpected answer or error
+        self.lost = None        # the connection failure that ended the loop
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+
+    def run(self):
+        try:
+            conn = self.cluster.connect(user=self.user)
+        except psycopg.Error as e:
+            self.error = f"connect: {e}"
+            self.ready.set()
+            return
+        deadline = time.monotonic() + self.seconds
+        try:
+            for _ in range(self.iterations):
+                if time.monotonic() > deadline or self.stop.is_set():
+                    break
+                try:
+                    code = self.step(conn)
+                except psycopg.OperationalError as e:
+                    if e.sqlstate is None or conn.broken:   # the server went away
+                        self.lost = e
+                        break
+                    self.error = f"{e.sqlstate}: {e}"
+                    break
+                except psycopg.Error as e:
+                    self.error = f"{e.sqlstate}: {e}"
+                    break
+                self.codes[code] = self.codes.get(code, 0) + 1
+                if code == "VALID":
+                    self.acks.append(time.monotonic())
+                    self.ready.set()
+                if code not in self.expect:
+                    self.error = f"unexpected code {code}"
+                    break
+                if code == "USAGE_EXCEEDED" and "USAGE_EXCEEDED" in self.expect:
+                    break
+        finally:
+            self.ready.set()
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
+
+
+def run_clients(clients, seconds):
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join(seconds)
+        if c.is_alive():
+            raise CheckFailed(f"a client still runs after {seconds} s")
+    errors_seen = [c.error for c in clients if c.error]
+    return errors_seen
+
+
+# ---------------------------------------------------------------- integrity
+
+def amcheck(conn, what):
+    """Every index of the apikey schema's tables passes bt_index_check and
+    bt_index_parent_check with heapallindexed, and verify_heapam finds nothing."""
+    if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck'").fetchone() is None:
+        raise CheckFailed(f"amcheck is not available for PostgreSQL {MAJOR} (install its contrib modules)")
+    conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+    indexes = conn.execute("""
+        SELECT i.indexrelid::regclass::text, am.amname
+          FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+          JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
+         WHERE t.relnamespace = 'apikey'::regnamespace ORDER BY 1""").fetchall()
+    not_btree = [name for name, am in indexes if am != "btree"]
+    if not_btree:
+        raise CheckFailed(f"amcheck cannot check non-B-tree indexes {not_btree}")
+    for name, _ in indexes:
+        try:
+            conn.execute("SELECT bt_index_check(%s::regclass, true)", (name,))
+            conn.execute("SELECT bt_index_parent_check(%s::regclass, true)", (name,))
+        except psycopg.Error as e:
+            raise CheckFailed(f"{what}: amcheck of index {name}: {e.sqlstate}: {e}")
+    tables = [r[0] for r in conn.execute(
+        "SELECT oid::regclass::text FROM pg_class WHERE relnamespace = 'apikey'::regnamespace AND relkind = 'r'")]
+    for table in tables:
+        bad = conn.execute("SELECT count(*) FROM verify_heapam(%s::regclass)", (table,)).fetchone()[0]
+        if bad:
+            raise CheckFailed(f"{what}: verify_heapam({table}) reports {bad} problems")
+    check(len(indexes) >= 5, f"{what}: amcheck clean on all {len(indexes)} indexes and {len(tables)} tables of schema apikey")
+
+
+# ---------------------------------------------------------------- 1. crash-usage
+
+CLIENTS = 8
+QUOTA = 100_000
+
+
+def crash_under_load(cluster, key, label):
+    """8 clients verify `key` for ~2 s; kill -9 mid-load; restart. Returns
+    (acknowledged, acknowledged in the last second before the crash)."""
+    clients = [Client(cluster, lambda conn: verify(conn, key), 30, 2_000_000) for _ in range(CLIENTS)]
+    for c in clients:
+        c.start()
+    for c in clients:
+        if not c.ready.wait(20) or not c.acks:
+            raise CheckFailed(f"{label}: a client got no VALID answer before the crash ({c.error})")
+    time.sleep(2.0)
+    crashed_at = time.monotonic()
+    children = cluster.crash()
+    for c in clients:
+        c.join(20)
+    errors_seen = [c.error for c in clients if c.error]
+    if errors_seen:
+        raise CheckFailed(f"{label}: a client got {errors_seen[0]} before the crash")
+    check(all(c.lost for c in clients),
+          f"{label}: kill -9 of the postmaster and its {children} children hit all {CLIENTS} clients mid-load")
+    cluster.start()
+    acked = sum(len(c.acks) for c in clients)
+    last_second = sum(1 for c in clients for t in c.acks if t >= crashed_at - 1.0)
+    return acked, last_second
+
+
+def exhaust(cluster, key_id, key, admin, label, uses=20):
+    """Give the key `uses` uses; 8 clients racing to exhaustion get exactly that many VALID."""
+    admin.execute("SELECT apikey.update_api_key(%s, remaining => %s)", (key_id, uses))
+    clients = [Client(cluster, lambda conn: verify(conn, key), 30, 500, expect=("VALID", "USAGE_EXCEEDED"))
+               for _ in range(CLIENTS)]
+    errors_seen = run_clients(clients, 40)
+    if errors_seen:
+        raise CheckFailed(f"{label}: a client racing to exhaustion got {errors_seen[0]}")
+    valid = sum(c.codes.get("VALID", 0) for c in clients)
+    check(valid == uses and all(c.codes.get("USAGE_EXCEEDED") for c in clients),
+          f"{label}: after recovery, {CLIENTS} clients racing on remaining => {uses} get exactly {uses} VALID",
+          f"got {valid} VALID")
+    check(remaining_of(admin, key_id) == 0, f"{label}: the quota is then at 0")
+
+
+def group_crash_usage():
+    cluster = Cluster("crash-usage").fresh()
+
+    # Durable (the default): no acknowledged use may be lost.
+    with cluster.connect() as admin:
+        key_id, key = create_key(admin, remaining=QUOTA)
+    acked, _ = crash_under_load(cluster, key, "durable usage")
+    with cluster.connect() as admin:
+        recorded = QUOTA - remaining_of(admin, key_id)
+        figure(f"durable usage: {acked} acknowledged, {recorded} recorded after crash recovery")
+        check(acked >= 50, "durable usage: the crash came under real load", f"only {acked} uses acknowledged")
+        check(acked <= recorded, "durable usage: no acknowledged use lost in the crash",
+              f"{acked} acknowledged, {recorded} recorded")
+        check(recorded <= acked + CLIENTS,
+              "durable usage: recorded uses exceed acknowledged ones by at most the verifies in flight",
+              f"{recorded} recorded, {acked} acknowledged, {CLIENTS} clients")
+        exhaust(cluster, key_id, key, admin, "durable usage")
+        amcheck(admin, "durable usage crash")
+
+        # apikey.usage_synchronous_commit = off: a bounded loss.
+        admin.execute("LOAD 'pg_apikey'")
+        admin.execute("ALTER SYSTEM SET apikey.usage_synchronous_commit = off")
+        admin.execute("SELECT pg_reload_conf()")
+        key_id, key = create_key(admin, remaining=QUOTA)
+
+    def setting_is_off():
+        with cluster.connect() as conn:
+            conn.execute("LOAD 'pg_apikey'")
+            return conn.execute("SHOW apikey.usage_synchronous_commit").fetchone()[0] == "off"
+    wait_until(setting_is_off, "ALTER SYSTEM SET apikey.usage_synchronous_commit = off takes effect", 10)
+    ok("apikey.usage_synchronous_commit = off in new sessions after ALTER SYSTEM and reload")
+
+    acked, last_second = crash_under_load(cluster, key, "async usage")
+    with cluster.connect() as admin:
+        check(admin.execute("SHOW apikey.usage_synchronous_commit").fetchone()[0] == "off",
+              "async usage: the setting survives the crash")
+        recorded = QUOTA - remaining_of(admin, key_id)
+        lost = max(0, acked - recorded)
+        figure(f"async usage commit lost {lost} of {acked} acknowledged uses "
+               f"({last_second} acknowledged in the last second before the crash)")
+        check(acked >= 50, "async usage: the crash came under real load", f"only {acked} uses acknowledged")
+        check(lost <= last_second,
+              "async usage: the uses lost are at most those acknowledged in the last second before the crash",
+              f"lost {lost}, {last_second} acknowledged in the last second")
+        check(recorded <= acked + CLIENTS,
+              "async usage: recorded uses exceed acknowledged ones by at most the verifies in flight",
+              f"{recorded} recorded, {acked} acknowledged")
+        exhaust(cluster, key_id, key, admin, "async usage")
+        amcheck(admin, "async usage crash")
+
+
+# ---------------------------------------------------------------- 2. crash-create
+
+def group_crash_create():
+    cluster = Cluster("crash-create").fresh()
+    with cluster.connect() as admin:
+        admin.execute("CREATE ROLE svc LOGIN IN ROLE apikey_service")
+    received = {}            # key_id -> key text, for every key a client received
+    lock = threading.Lock()
+
+    class Maker(Client):
+        """Creates a key, rotates it twice (grace 1 hour), creates the next one..."""
+
+        def __init__(self, n):
+            self.n, self.latest, self.i = n, None, 0
+            super().__init__(cluster, self.make, 30, 100_000, user="svc")
+
+        def make(self, conn):
+            self.i += 1
+            if self.i % 3 == 1:
+                row = create_key(conn, name=f"client{self.n}-{self.i}",
+                                 metadata=json.dumps({"client": self.n, "i": self.i}))
+            else:
+                row = conn.execute("SELECT key_id, key FROM apikey.rotate_api_key(%s, grace => '1 hour')",
+                                   (self.latest,)).fetchone()
+            self.latest = row[0]
+            with lock:
+                received[row[0]] = row[1]
+            return "VALID"
+
+    makers = [Maker(n) for n in range(4)]
+    for m in makers:
+        m.start()
+    for m in makers:
+        if not m.ready.wait(20) or not m.acks:
+            raise CheckFailed(f"crash during create/rotate: a client made no key ({m.error})")
+    time.sleep(2.0)
+    children = cluster.crash()
+    for m in makers:
+        m.join(20)
+    errors_seen = [m.error for m in makers if m.error]
+    if errors_seen:
+        raise CheckFailed(f"crash during create/rotate: a client got {errors_seen[0]} before the crash")
+    check(all(m.lost for m in makers),
+          f"crash during create/rotate: kill -9 of the postmaster and its {children} children hit all 4 clients mid-load")
+    cluster.start()
+    figure(f"crash during create/rotate: {len(received)} keys received before the crash")
+
+    with cluster.connect() as admin:
+        ids, keys = list(received), [received[i] for i in received]
+        bad = admin.execute("""
+            SELECT k.key_id, v.code FROM unnest(%s::uuid[], %s::text[]) AS k (key_id, key),
+                   LATERAL apikey.verify_api_key(k.key) v
+             WHERE v.code IS DISTINCT FROM 'VALID' OR v.key_id IS DISTINCT FROM k.key_id""", (ids, keys)).fetchall()
+        check(len(received) >= 20 and not bad,
+              f"crash during create/rotate: all {len(received)} keys received before the crash verify VALID",
+              f"{len(bad)} do not, e.g. {bad[:3]}")
+        rows = admin.execute("SELECT count(*) FROM apikey.keys").fetchone()[0]
+        check(len(received) <= rows <= len(received) + len(makers),
+              "crash during create/rotate: keys stored = keys received + at most one in flight per client",
+              f"{rows} stored, {len(received)} received")
+        orphans = admin.execute("""
+            SELECT count(*) FROM apikey.audit_log a
+             WHERE a.action IN ('key_created', 'key_rotated')
+               AND (a.key_id IS NULL OR NOT EXISTS (SELECT 1 FROM apikey.keys k WHERE k.id = a.key_id))""").fetchone()[0]
+        check(orphans == 0, "crash during create/rotate: no key_created/key_rotated audit row without its key",
+              f"{orphans} such rows")
+        unaudited = admin.execute("""
+            SELECT count(*) FROM apikey.keys k
+             WHERE (SELECT count(*) FROM apikey.audit_log a WHERE a.action = 'key_created' AND a.key_id = k.id) <> 1
+                OR (k.replaced_by IS NOT NULL) <> EXISTS (SELECT 1 FROM apikey.audit_log a
+                                                          WHERE a.action = 'key_rotated' AND a.key_id = k.id)""").fetchone()[0]
+        check(unaudited == 0,
+              "crash during create/rotate: every key has exactly one key_created row, and a key_rotated row iff it was rotated",
+              f"{unaudited} keys do not")
+        broken_links = admin.execute("""
+            SELECT count(*) FROM apikey.keys k
+             WHERE (k.replaced_by IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM apikey.keys n WHERE n.id = k.replaced_by AND n.rotated_from = k.id))
+                OR (k.rotated_from IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM apikey.keys o WHERE o.id = k.rotated_from AND o.replaced_by = k.id))""").fetchone()[0]
+        check(broken_links == 0, "crash during create/rotate: rotation links (replaced_by / rotated_from) all pair up",
+              f"{broken_links} broken")
+        amcheck(admin, "crash during create/rotate")
+
+
+# ---------------------------------------------------------------- 3. standby
+
+def group_standby():
+    primary = Cluster("standby-primary").fresh()
+    with primary.connect() as p:
+        plain_id, plain = create_key(p)
+        _, plain_used = create_key(p)
+        check(verify(p, plain_used) == "VALID", "standby: a plain key verifies VALID on the primary")
+        quota_id, quota = create_key(p, remaining=10)
+        _, limited = create_key(p, rate_limit_max=5, rate_limit_window="1 minute")
+        _, both = create_key(p, remaining=10, rate_limit_max=5, rate_limit_window="1 minute")
+        doomed_id, doomed = create_key(p)
+    standby = Cluster("standby-standby", PORT + 1)
+    standby.ctl("basebackup", primary.dir, primary.port, standby.dir)
+    standby.start()
+    with standby.connect() as s, primary.connect() as p:
+        check(s.execute("SELECT pg_is_in_recovery()").fetchone()[0], "standby: pg_basebackup -R made a hot standby")
+        codes = [verify(s, k) for k in (plain, plain, plain_used, doomed)]
+        check(codes == ["VALID"] * 4, "standby: plain keys (never verified, and verified on the primary) verify VALID",
+              f"codes {codes}")
+        for what, key in (("a quota", quota), ("a rate limit", limited), ("a quota and a rate limit", both)):
+            try:
+                code = verify(s, key)
+                raise CheckFailed(f"standby: a key with {what} answered {code} instead of raising 25006")
+            except errors.ReadOnlySqlTransaction:
+                ok(f"standby: a key with {what} raises 25006 (read_only_sql_transaction)")
+            except psycopg.Error as e:
+                raise CheckFailed(f"standby: a key with {what} raised {e.sqlstate} instead of 25006: {e}")
+        check(verify(s, plain) == "VALID", "standby: the session still verifies after the 25006 errors")
+
+        p.execute("SELECT apikey.revoke_api_key(%s)", (doomed_id,))
+        _, fresh = create_key(p)
+        target = p.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+        wait_until(lambda: s.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)).fetchone()[0],
+                   "standby replays the primary's revoke and new key", 30)
+        codes = (verify(s, doomed), verify(s, fresh))
+        check(codes == ("KEY_NOT_FOUND", "VALID"),
+              "standby: after replay the key revoked on the primary is KEY_NOT_FOUND and the new one VALID",
+              f"codes {codes}")
+        check(remaining_of(p, quota_id) == 10, "standby: the refused verifies on the standby spent no quota")
+        check(verify(p, quota) == "VALID" and remaining_of(p, quota_id) == 9,
+              "standby: the quota key still counts on the primary")
+
+
+# ---------------------------------------------------------------- 4a. fuzz-keys
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+ODD_CHARS = ["é", "ß", "İ", "ı", "Ω", "😀", "\u200b", "\u202e", "\u0301", "\ufeff", "\u00a0", " ", "\t",
+             "\n", "\r", "'", '"', "\\", "%", "_", "-", ".", "/", "\x7f", "\x01", "\U0010fffd", "ﬀ", "Ａ"]
+
+
+def checksum(body):
+    """CRC32 of prefix + secret as 6 base62 digits, big-endian (README: Keys)."""
+    n = zlib.crc32(body.encode())
+    digits = ""
+    for _ in range(6):
+        n, d = divmod(n, 62)
+        digits = ALPHABET[d] + digits
+    return digits
+
+
+def rand_char(rng):
+    r = rng.random()
+    if r < 0.5:
+        return rng.choice(ALPHABET)
+    if r < 0.8:
+        return rng.choice(ODD_CHARS)
+    while True:                                   # any code point but NUL and surrogates
+        c = rng.randrange(1, 0x110000)
+        if not 0xD800 <= c <= 0xDFFF:
+            return chr(c)
+
+
+def rand_string(rng, length):
+    return "".join(rand_char(rng) for _ in range(length))
+
+
+def mutations(rng, key, prefix):
+    """(kind, text) pairs derived from one real key."""
+    i = rng.randrange(len(key))
+    secret = key[len(prefix):-6]
+    other_prefix = rng.choice(["ak_", "dp_live_", "sk_", "x", "AK_", "ak-", "a" * 32, "ak__", ""])
+    j = rng.randrange(len(secret))
+    forged_secret = secret[:j] + rng.choice(ALPHABET.replace(secret[j], "")) + secret[j + 1:]
+    return [
+        ("one character changed", key[:i] + rand_char(rng) + key[i + 1:]),
+        ("one character inserted", key[:i] + rand_char(rng) + key[i:]),
+        ("one character deleted", key[:i] + key[i + 1:]),
+        ("truncated", key[:rng.randrange(len(key))]),
+        ("adjacent characters swapped", key[:i] + key[i + 1:i + 2] + key[i:i + 1] + key[i + 2:]),
+        ("case of one character flipped", key[:i] + key[i].swapcase() + key[i + 1:]),
+        ("other prefix", other_prefix + key[len(prefix):]),
+        ("other prefix, checksum recomputed", other_prefix + secret + checksum(other_prefix + secret)),
+        ("one secret character changed, checksum recomputed", prefix + forged_secret + checksum(prefix + forged_secret)),
+        ("wrapped in whitespace", rng.choice([" ", "\t", "\n", "\u00a0"]) + key + rng.choice(["", " ", "\n"])),
+        ("repeated", key + key[:rng.randrange(1, len(key))]),
+        ("unicode appended", key + rand_string(rng, rng.randrange(1, 4))),
+    ]
+
+
+def random_inputs(rng):
+    """(kind, text) pairs that are not derived from a key."""
+    body_prefix = rng.choice(["ak_", "dp_live_", "zz", "A-b_C"])
+    body = body_prefix + "".join(rng.choice(ALPHABET) for _ in range(43))
+    return [
+        ("random string", rand_string(rng, rng.randrange(0, 80))),
+        ("random base62 string", "".join(rng.choice(ALPHABET) for _ in range(rng.randrange(0, 120)))),
+        ("forged key with a correct checksum", body + checksum(body)),
+        ("10k-long string", rand_string(rng, 10_000)),
+    ]
+
+
+def group_fuzz_keys():
+    seed = int(os.environ.get("FAULTS_SEED") or random.SystemRandom().randrange(1 << 32))
+    figure(f"fuzz-keys seed {seed} (replay with FAULTS_SEED={seed})")
+    rng = random.Random(seed)
+    cluster = Cluster("fuzz-keys").fresh()
+    with cluster.connect() as conn:
+        real = [(create_key(conn)[1], "ak_") for _ in range(3)]
+        real += [(create_key(conn, prefix=p)[1], p) for p in ("dp_live_", "x", "A-b_C" * 6 + "zz")]
+        revoked_id, revoked = create_key(conn)
+        conn.execute("SELECT apikey.revoke_api_key(%s)", (revoked_id,))
+        real_keys = {k for k, _ in real}
+        check(all(verify(conn, k) == "VALID" for k in real_keys), "fuzz-keys: the real keys verify VALID")
+        check(all(checksum(k[:-6]) == k[-6:] for k in real_keys),
+              "fuzz-keys: forged keys get their checksum computed as real keys have it")
+
+        cases = [("NULL", None), ("empty string", ""), ("revoked key", revoked),
+                 ("100k-long string", "a" * 100_000), ("10k-long base62", "ak_" + "Z" * 10_000),
+                 ("well-formed all-zero key", "ak_" + "0" * 43 + checksum("ak_" + "0" * 43))]
+        for _ in range(130):
+            key, prefix = rng.choice(real)
+            cases += mutations(rng, key, prefix)
+        for _ in range(150):
+            cases += random_inputs(rng)
+        cases += [(kind, text) for kind, text in mutations(rng, revoked, "ak_")]
+        cases = [(kind, text) for kind, text in cases if text not in real_keys]
+
+        counts = {}
+        for kind, text in cases:
+            try:
+                rows = conn.execute("SELECT valid, code, key_id, org_id, permissions FROM apikey.verify_api_key(%s)",
+                                    (text,), prepare=True).fetchall()
+            except psycopg.Error as e:
+                raise CheckFailed(f"fuzz-keys: {kind} {short(text)!r} raised {e.sqlstate}: {e}")
+            if rows != [(False, "KEY_NOT_FOUND", None, None, None)]:
+                raise CheckFailed(f"fuzz-keys: {kind} {short(text)!r} answered {rows} instead of one "
+                                  "KEY_NOT_FOUND row with no key data")
+            counts[kind] = counts.get(kind, 0) + 1
+        figure("fuzz-keys: " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())))
+        check(True, f"fuzz-keys: {len(cases)} random and mutated keys each answer one KEY_NOT_FOUND row with no key data")
+        check(all(verify(conn, k) == "VALID" for k in real_keys), "fuzz-keys: the real keys still verify VALID")
+    with cluster.connect() as conn:
+        check(conn.execute("SELECT 1").fetchone()[0] == 1, "fuzz-keys: the server is alive and accepts connections")
+
+
+# ---------------------------------------------------------------- 4b. fuzz-json
+
+class Num:
+    """A JSON number, kept as its exact text."""
+
+    def __init__(self, text):
+        self.text = text
+
+
+def parse(text):
+    """A JSON text as a value tree, numbers kept as Num (duplicate keys: the last wins,
+    as in jsonb)."""
+    return json.loads(text, parse_int=Num, parse_float=Num, parse_constant=Num)
+
+
+SPECIAL_NUMBERS = ["123456789012345678901234567890", "18446744073709551617", "-18446744073709551617",
+                   "9223372036854775808", "9007199254740993", "0.1000000000000000000001", "1e400", "-1e400",
+                   "1E-400", "2.5e-324", "1.7976931348623157e309", "1.0", "1.000", "-0", "0.0", "3.14159265358979323846264338327950288"]
+SPECIAL_STRINGS = ["", "é", "😀", "\u200b", "\u202e", "a\"b", "\\", "\n\t", "\u00e9\u0301", "\U0010fffd", "ﬀ"]
+POOL_RESOURCES = ["files", "mesa", "ünï", "a b"]
+POOL_ACTIONS = ["read", "write", "admin", "✓"]
+GRANTED = {"files": ["read", "write"], "mesa": ["admin"], "ünï": ["✓"], "a b": ["read"]}
+
+
+def dump(value, rng):
+    """JSON text of a value tree (dict, list, str, Num, bool, None); strings sometimes
+    with \\u escapes."""
+    if isinstance(value, Num):
+        return value.text
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=rng.random() < 0.5)
+    if isinstance(value, list):
+        return "[" + ", ".join(dump(v, rng) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{dump(k, rng)}: {dump(v, rng)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+def rand_number(rng):
+    r = rng.random()
+    if r < 0.4:
+        return Num(rng.choice(SPECIAL_NUMBERS))
+    if r < 0.7:
+        return Num(str(rng.randint(-10 ** rng.randrange(1, 40), 10 ** rng.randrange(1, 40))))
+    return Num(repr(rng.uniform(-1e6, 1e6)))
+
+
+def rand_text(rng):
+    r = rng.random()
+    if r < 0.3:
+        return rng.choice(SPECIAL_STRINGS)
+    return "".join(rand_char(rng) for _ in range(rng.randrange(1, 12)))
+
+
+def rand_value(rng, depth):
+    kinds = ["null", "bool", "number", "string"] + (["array", "object"] if depth > 0 else [])
+    kind = rng.choice(kinds)
+    if kind == "null":
+        return None
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "number":
+        return rand_number(rng)
+    if kind == "string":
+        return rand_text(rng)
+    if kind == "array":
+        return [rand_value(rng, depth - 1) for _ in range(rng.randrange(0, 4))]
+    return {rand_text(rng): rand_value(rng, depth - 1) for _ in range(rng.randrange(0, 4))}
+
+
+def rand_permissions(rng):
+    """Mostly well-formed {resource: [action, ...]}, from a small pool (so that
+    containment in GRANTED happens) or random text; sometimes with one defect."""
+    perms = {}
+    for _ in range(rng.randrange(0, 4)):
+        resource = rng.choice(POOL_RESOURCES) if rng.random() < 0.7 else rand_text(rng)
+        perms[resource] = [rng.choice(POOL_ACTIONS) if rng.random() < 0.7 else rand_text(rng)
+                           for _ in range(rng.randrange(0, 3))]
+    r = rng.random()
+    if r < 0.55:
+        return perms
+    if r < 0.7:                                   # not an object at all
+        return rng.choice([[], [perms], "read", Num(rng.choice(SPECIAL_NUMBERS)), None, True, rand_value(rng, 2)])
+    resource = rand_text(rng) if rng.random() < 0.8 else ""
+    if r < 0.85:                                  # an action that is not a non-empty string
+        perms[resource] = [rng.choice(POOL_ACTIONS), rng.choice([rand_number(rng), None, False, [], {}, ["read"], ""])]
+    else:                                         # actions that are not an array
+        perms[resource] = rng.choice([rand_number(rng), "read", None, True, {"read": True}, {}])
+    return perms
+
+
+def valid_permissions(value):
+    return (isinstance(value, dict)
+            and all(k != "" and isinstance(v, list) and all(isinstance(a, str) and a != "" for a in v)
+                    for k, v in value.items()))
+
+
+def nested(levels, leaf):
+    text = json.dumps(leaf)
+    for i in range(levels):
+        text = f'{{"l{i}": {text}}}' if i % 2 else f"[{text}, {i}]"
+    return text
+
+
+METADATA_CASES = [
+    '{"n": 123456789012345678901234567890}', '{"n": 18446744073709551617}',
+    '{"f": 0.1000000000000000000001}', '{"big": 1e400}', '{"small": -1e400, "tiny": 1E-400}',
+    '{"scale": [1.0, 1.000, -0, 0.0, 2.5e-324]}', '{"pi": 3.14159265358979323846264338327950288}',
+    '{"deep": ' + nested(140, "bottom") + '}', '{"deep": ' + nested(140, 1e-7) + '}',
+    '{"\\u00e9\\u0301": "\\ud83d\\ude00 \\u200b \\u202e", "esc": "\\"\\\\\\/\\b\\f\\n\\r\\t"}',
+    '{"a": 1, "a": 2}', '{}', '{"": null}',
+    '{"wide": [' + ", ".join(str(10 ** 30 + i) for i in range(200)) + ']}',
+]
+PERMISSIONS_CASES = [
+    '{"files": ["read", "write"], "mesa": ["admin"]}', '{}', '{"files": []}',
+    '{"\\u00e9": ["\\ud83d\\ude00"]}', '{"files": ["read"], "files": ["write"]}',
+    '{"files": [1e400]}', '{"files": [123456789012345678901234567890]}', '{"files": ["read", 0.1000000000000000000001]}',
+    '{"files": "read"}', '["files"]', '"files"', '1e400', 'null', 'true', '{"": ["read"]}', '{"files": [""]}',
+    '{"files": [["read"]]}', '{"files": ' + nested(140, "read") + '}',
+]
+
+
+def expect_outcome(conn, sql, params, expect_ok, what, text):
+    """Run sql; it must succeed when expect_ok, else fail with 22023. Returns the row."""
+    try:
+        row = conn.execute(sql, params).fetchone()
+    except psycopg.Error as e:
+        if conn.broken:
+            raise CheckFailed(f"{what} {short(text)}: the server went away: {e}")
+        if expect_ok or e.sqlstate != "22023":
+            raise CheckFailed(f"{what} {short(text)}: raised {e.sqlstate} "
+                              f"({'expected success' if expect_ok else 'expected 22023'}): {short(str(e), 300)}")
+        return None
+    if not expect_ok:
+        raise CheckFailed(f"{what} {short(text)}: accepted a malformed value (expected 22023)")
+    return row
+
+
+def stored_equal(conn, key_id, key, column, text, what):
+    """The value read back from get_api_key and from verify's row equals the given
+    JSON as jsonb."""
+    got, eq = conn.execute(f"SELECT {column}::text, %s::jsonb = {column} FROM apikey.get_api_key(%s)",
+                           (text, key_id)).fetchone()
+    if not eq:
+        raise CheckFailed(f"{what}: {short(text)} was stored as {short(got)} (get_api_key)")
+    code, got, eq = conn.execute(f"SELECT code, {column}::text, %s::jsonb = {column} FROM apikey.verify_api_key(%s)",
+                                 (text, key)).fetchone()
+    if code != "VALID" or not eq:
+        raise CheckFailed(f"{what}: {short(text)} read back as {short(got)} from verify ({code})")
+
+
+def group_fuzz_json():
+    seed = int(os.environ.get("FAULTS_SEED") or random.SystemRandom().randrange(1 << 32))
+    figure(f"fuzz-json seed {seed} (replay with FAULTS_SEED={seed})")
+    rng = random.Random(seed)
+    cluster = Cluster("fuzz-json").fresh()
+    with cluster.connect() as conn:
+        granted_text = json.dumps(GRANTED)
+        _, granted_key = create_key(conn, permissions=granted_text)
+        _, bare_key = create_key(conn)
+
+        # verify's required_permissions: VALID / INSUFFICIENT_PERMISSIONS, or 22023.
+        inputs = PERMISSIONS_CASES + [dump(rand_permissions(rng), rng) for _ in range(400)]
+        answered = {}
+        for text in inputs:
+            shaped = valid_permissions(parse(text))
+            for key in (granted_key, bare_key, "ak_garbage"):
+                sql = ("SELECT v.code, %s::jsonb @> %s::jsonb, %s::jsonb = '{}' "
+                       "FROM apikey.verify_api_key(%s, %s::jsonb) v")
+                row = expect_outcome(conn, sql, (granted_text, text, text, key, text), shaped,
+                                     "verify's required_permissions", text)
+                if row is None:
+                    answered["22023"] = answered.get("22023", 0) + 1
+                    continue
+                code, contained, empty = row
+                if key == "ak_garbage":
+                    expected = "KEY_NOT_FOUND"
+                elif key == granted_key:
+                    expected = "VALID" if contained else "INSUFFICIENT_PERMISSIONS"
+                else:
+                    expected = "VALID" if empty else "INSUFFICIENT_PERMISSIONS"
+                if code != expected:
+                    raise CheckFailed(f"verify's required_permissions {short(text)}: answered {code}, "
+                                      f"expected {expected} (granted {granted_text if key == granted_key else 'none'})")
+                answered[code] = answered.get(code, 0) + 1
+        figure("fuzz-json required_permissions answers: " + ", ".join(f"{n} {c}" for c, n in sorted(answered.items())))
+        check(True, f"fuzz-json: {len(inputs)} required_permissions values answer as jsonb containment says, "
+                    "or 22023 exactly when malformed")
+
+        # create_api_key's permissions: stored as given, or 22023.
+        created = refused = 0
+        inputs = PERMISSIONS_CASES + [dump(rand_permissions(rng), rng) for _ in range(150)]
+        for text in inputs:
+            sql = "SELECT key_id, key, %s::jsonb = permissions FROM apikey.create_api_key(org_id => 'o', permissions => %s::jsonb)"
+            row = expect_outcome(conn, sql, (text, text), valid_permissions(parse(text)), "create_api_key permissions", text)
+            if row is None:
+                refused += 1
+                continue
+            key_id, key, eq = row
+            if not eq:
+                raise CheckFailed(f"create_api_key permissions {short(text)}: returned a different value")
+            stored_equal(conn, key_id, key, "permissions", text, "create_api_key permissions")
+            created += 1
+        check(True, f"fuzz-json: create_api_key permissions: {created} stored exactly as given, "
+                    f"{refused} malformed refused with 22023")
+
+        # create_api_key's metadata: any JSON object, stored as given; anything else 22023.
+        created = refused = 0
+        inputs = METADATA_CASES + [dump(rand_value(rng, 5), rng) for _ in range(150)]
+        inputs += [dump({rand_text(rng): rand_value(rng, 4) for _ in range(rng.randrange(1, 6))}, rng) for _ in range(100)]
+        for text in inputs:
+            is_object = isinstance(parse(text), dict)
+            sql = "SELECT key_id, key, %s::jsonb = metadata FROM apikey.create_api_key(org_id => 'o', metadata => %s::jsonb)"
+            row = expect_outcome(conn, sql, (text, text), is_object, "create_api_key metadata", text)
+            if row is None:
+                refused += 1
+                continue
+            key_id, key, eq = row
+            if not eq:
+                got = conn.execute("SELECT metadata::text FROM apikey.get_api_key(%s)", (key_id,)).fetchone()[0]
+                raise CheckFailed(f"create_api_key metadata {short(text)}: returned and stored as {short(got)}")
+            stored_equal(conn, key_id, key, "metadata", text, "create_api_key metadata")
+            created += 1
+        check(True, f"fuzz-json: create_api_key metadata: {created} objects stored exactly as given "
+                    f"(big numbers, 1e400, 140 levels deep, unicode escapes), {refused} non-objects refused with 22023")
+    with cluster.connect() as conn:
+        check(conn.execute("SELECT 1").fetchone()[0] == 1, "fuzz-json: the server is alive and accepts connections")
+
+
+# ---------------------------------------------------------------- 5. maintenance
+
+def group_maintenance():
+    cluster = Cluster("maintenance").fresh()
+    with cluster.connect() as admin:
+        plain = [create_key(admin)[1] for _ in range(2)]
+        quota = [create_key(admin, remaining=1_000_000) for _ in range(2)]
+        for key in plain:
+            verify(admin, key)
+
+        class Verifier(Client):
+            def __init__(self, n):
+                self.n, self.i = n, 0
+                super().__init__(cluster, self.step_, 60, 200_000)
+
+            def step_(self, conn):
+                self.i += 1
+                if self.i % 2:
+                    return verify(conn, plain[self.n % 2])
+                code = verify(conn, quota[self.n % 2][1])
+                self.quota_valid = getattr(self, "quota_valid", 0) + (code == "VALID")
+                return code
+
+        verifiers = [Verifier(n) for n in range(4)]
+        for v in verifiers:
+            v.start()
+        for v in verifiers:
+            v.ready.wait(20)
+        statements = ["REINDEX TABLE apikey.keys", "VACUUM FULL apikey.keys", "ANALYZE apikey.keys",
+                      "CREATE INDEX faults_tmp_idx ON apikey.keys (created_at, name)", "DROP INDEX apikey.faults_tmp_idx"]
+        done, maintenance_error = [], None
+        started = time.monotonic()
+        for _ in range(3):
+            for sql in statements:
+                if maintenance_error or time.monotonic() - started > 60:
+                    break
+                try:
+                    admin.execute(sql)
+                    done.append(sql)
+                except psycopg.Error as e:
+                    maintenance_error = f"{sql}: {e.sqlstate}: {e}"
+                time.sleep(0.3)
+        while time.monotonic() - started < 4:      # at least 4 s of load
+            time.sleep(0.1)
+        for v in verifiers:
+            v.stop.set()
+        for v in verifiers:
+            v.join(30)
+        errors_seen = [v.error or (f"lost the connection: {v.lost}" if v.lost else None) for v in verifiers]
+        errors_seen = [e for e in errors_seen if e]
+        check(not errors_seen, "maintenance: no verifying client got an error during REINDEX, VACUUM FULL, "
+              "ANALYZE, CREATE/DROP INDEX", errors_seen[0] if errors_seen else "")
+        check(maintenance_error is None and len(done) == 3 * len(statements),
+              f"maintenance: all {3 * len(statements)} maintenance statements succeeded beside the verifies",
+              maintenance_error or f"only {len(done)} ran")
+        verifies = sum(sum(v.codes.values()) for v in verifiers)
+        figure(f"maintenance: {verifies} verifies during {len(done)} maintenance statements")
+        used = {}
+        for v in verifiers:
+            used[v.n % 2] = used.get(v.n % 2, 0) + getattr(v, "quota_valid", 0)
+        for n, (key_id, _) in enumerate(quota):
+            left = remaining_of(admin, key_id)
+            check(left == 1_000_000 - used.get(n, 0),
+                  f"maintenance: quota key {n + 1} counted every VALID answer exactly",
+                  f"{used.get(n, 0)} VALID, remaining {left}")
+        amcheck(admin, "maintenance")
+
+        # The known deadlock: a plain verify's locks held by a statement that then
+        # verifies a quota key, while REINDEX waits in between.
+        plain_key, (_, quota_key) = plain[0], quota[0]
+        result = {}
+
+        def session_a():
+            try:
+                with cluster.connect() as a:
+                    result["a"] = a.execute(
+                        "SELECT (SELECT code FROM apikey.verify_api_key(%s)), pg_sleep(2), "
+                        "(SELECT code FROM apikey.verify_api_key(%s))", (plain_key, quota_key)).fetchone()
+            except psycopg.Error as e:
+                result["a"] = f"{e.sqlstate}: {e}"
+
+        a = threading.Thread(target=session_a, daemon=True)
+        a.start()
+        time.sleep(0.5)
+        try:
+            with cluster.connect() as b:
+                b.execute("REINDEX TABLE apikey.keys")
+            result["b"] = "ok"
+        except psycopg.Error as e:
+            result["b"] = f"{e.sqlstate}: {e}"
+        a.join(40)
+        row = result.get("a")
+        check(not a.is_alive() and isinstance(row, tuple) and (row[0], row[2]) == ("VALID", "VALID") and result["b"] == "ok",
+              "maintenance: verify plain key, pg_sleep(2), verify quota key in one statement "
+              "with REINDEX TABLE apikey.keys 0.5 s in: both succeed (no deadlock)",
+              f"session A: {result.get('a', 'still running')}; REINDEX: {result['b']}")
+
+
+# ---------------------------------------------------------------- 6. open-txn
+
+def group_open_txn():
+    cluster = Cluster("open-txn").fresh()
+    with cluster.connect() as admin:
+        admin.execute("LOAD 'pg_apikey'")
+        admin.execute(f"ALTER DATABASE {DB} SET apikey.last_used_resolution = 0")
+        plain_id, plain = create_key(admin)
+        quota_id, quota = create_key(admin, remaining=100)
+    with cluster.connect() as s1, cluster.connect() as s2:
+        s1.execute("LOAD 'pg_apikey'")
+        check(s1.execute("SHOW apikey.last_used_resolution").fetchone()[0] in ("0", "0s"),
+              "open-txn: new sessions have apikey.last_used_resolution = 0")
+        before = remaining_of(s2, quota_id)
+        s1.execute("BEGIN")
+        row = s1.execute("SELECT code, remaining FROM apikey.verify_api_key(%s)", (quota,)).fetchone()
+        s1.execute("ROLLBACK")
+        check(row == ("VALID", before - 1) and remaining_of(s2, quota_id) == before,
+              "open-txn: a quota verify rolled back gives the use back",
+              f"verify answered {row}, remaining {before} before, {remaining_of(s2, quota_id)} after the rollback")
+        check(verify(s1, quota) == "VALID" and remaining_of(s2, quota_id) == before - 1,
+              "open-txn: the next committed verify spends it")
+
+        s1.execute("BEGIN")
+        code = verify(s1, plain)
+        last_used = s1.execute("SELECT last_used_at FROM apikey.get_api_key(%s)", (plain_id,)).fetchone()[0]
+        check(code == "VALID" and last_used is not None,
+              "open-txn: session 1 verified the plain key in an open transaction (and wrote last_used_at)")
+        s2.execute("SET lock_timeout = '2s'")
+        started = time.monotonic()
+        try:
+            code = verify(s2, plain)
+        except psycopg.Error as e:
+            code = f"{e.sqlstate}: {e}"
+        waited = time.monotonic() - started
+        s1.execute("ROLLBACK")
+        check(code == "VALID" and waited < 1.0,
+              "open-txn: session 2 verifies the same plain key VALID at once while session 1's transaction is open",
+              f"answered {short(code)} after {waited:.2f} s")
+
+
+GROUPS = {
+    "crash-usage": group_crash_usage,
+    "crash-create": group_crash_create,
+    "standby": group_standby,
+    "fuzz-keys": group_fuzz_keys,
+    "fuzz-json": group_fuzz_json,
+    "maintenance": group_maintenance,
+    "open-txn": group_open_txn,
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in GROUPS:
+        sys.exit(f"usage: faults.py {{{','.join(GROUPS)}}}")
+    try:
+        become_subreaper()
+        GROUPS[sys.argv[1]]()
+    except CheckFailed as e:
+        message = " ".join(str(e).split())      # one line
+        message = message if message.startswith(sys.argv[1]) else f"{sys.argv[1]}: {message}"
+        print(f"fault check FAILED: {message}", flush=True)
+        sys.exit(1)
+    except (psycopg.Error, subprocess.CalledProcessError, OSError) as e:
+        detail = " ".join(f"{getattr(e, 'sqlstate', None) or type(e).__name__}: {e}".split())
+        print(f"fault check FAILED: {sys.argv[1]}: unexpected error: {short(detail, 500)}", flush=True)
+        sys.exit(1)
