@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Turn bench/run.sh's results.tsv into BENCHMARKS.md: medians with min/max, ratios to
-the baselines measured in the same run, and the issue's targets, met or not."""
+the baselines measured in the same run, and the project's targets, met or not."""
 import argparse
 import csv
 import datetime

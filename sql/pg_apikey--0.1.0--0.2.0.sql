@@ -5,3 +5,12 @@
 -- (tests/upgrade/run.sh compares the two with pg_dump and fails on any difference).
 -- Every name is schema-qualified; nothing here depends on search_path.
 \echo Use "ALTER EXTENSION pg_apikey UPDATE TO '0.2.0'" to load this file. \quit
+
+-- verify_api_key's C symbol is named for what it is (0.1.0 called it
+-- verify_api_key_fast; the library keeps that name too, for databases not yet updated).
+CREATE OR REPLACE FUNCTION apikey.verify_api_key(key text, required_permissions jsonb DEFAULT NULL)
+RETURNS TABLE (valid boolean, code text, key_id uuid, org_id text, user_id text, name text,
+               permissions jsonb, metadata jsonb, remaining bigint, expires_at timestamptz,
+               retry_after interval)
+LANGUAGE c VOLATILE ROWS 1
+AS 'MODULE_PATHNAME', 'verify_api_key';

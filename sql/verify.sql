@@ -1,4 +1,4 @@
--- verify_api_key is a C entry point written by hand in src/verify.rs (one index probe,
+-- verify_api_key is a C entry point written by hand in src/verify/entry.rs (one index probe,
 -- no SQL on its way), so it is declared here: SECURITY INVOKER, EXECUTE for PUBLIC (a DBA
 -- may REVOKE it). Unlike every other function it has no SET search_path clause: it pins
 -- search_path = pg_catalog, pg_temp itself around the only SQL it runs (the usage
@@ -9,4 +9,4 @@ RETURNS TABLE (valid boolean, code text, key_id uuid, org_id text, user_id text,
                permissions jsonb, metadata jsonb, remaining bigint, expires_at timestamptz,
                retry_after interval)
 LANGUAGE c VOLATILE ROWS 1
-AS 'MODULE_PATHNAME', 'verify_api_key_fast';
+AS 'MODULE_PATHNAME', 'verify_api_key';   -- the C symbol; src/verify/entry.rs

@@ -16,7 +16,6 @@ use crate::settings;
 /// The calling role, as decided at entry.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub role: pg_sys::Oid,
     pub role_name: String,
     /// A superuser, or a member (`pg_has_role(.., 'MEMBER')`) of `apikey.service_role`.
     pub trusted: bool,
@@ -120,7 +119,6 @@ impl Caller {
             (None, false) => Some(role_name.clone()),
         };
         Caller {
-            role,
             role_name,
             trusted,
             identity,
@@ -179,8 +177,7 @@ fn extension_owner() -> pg_sys::Oid {
             pg_sys::Datum::from(c"apikey".as_ptr()),
         );
         if tuple.is_null() {
-            error::raise(
-                pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            error::not_ready(
                 "schema \"apikey\" does not exist",
                 "Run CREATE EXTENSION pg_apikey in this database.",
             );

@@ -32,6 +32,18 @@ pub fn bad_arg(message: impl Into<String>, hint: impl Into<String>) -> ! {
     )
 }
 
+/// 55000: the call is ruled out by the state of things — the configuration (the
+/// application's membership source), the extension's install, or the key (revoked,
+/// rotated, expired).
+#[track_caller]
+pub fn not_ready(message: impl Into<String>, hint: impl Into<String>) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        message,
+        hint,
+    )
+}
+
 /// P0002: an unknown organization or key (or one the caller may not see).
 #[track_caller]
 pub fn not_found(message: impl Into<String>, hint: impl Into<String>) -> ! {

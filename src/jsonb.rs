@@ -183,6 +183,18 @@ unsafe impl BoxRet for Jsonb {
     }
 }
 
+/// Whether `container` contains `contained` (jsonb's `@>`).
+pub fn contains(container: Jsonb, contained: Jsonb) -> bool {
+    // SAFETY: two valid jsonb datums.
+    unsafe {
+        pgrx::direct_function_call::<bool>(
+            pg_sys::jsonb_contains,
+            &[Some(container.0), Some(contained.0)],
+        )
+    }
+    .unwrap_or(false)
+}
+
 /// A jsonb value written as JSON text, for tests and for values the extension makes
 /// itself (never for a caller's value, which arrives as a datum).
 pub fn parse(text: &str) -> Jsonb {

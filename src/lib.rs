@@ -1,12 +1,14 @@
 //! pg_apikey: API keys as a native part of PostgreSQL.
 //!
 //! The modules follow one concern each:
+//! - [`key_settings`]: a key's settings, defined once (names, policy fields, merge).
 //! - [`keymat`]: key material — format, CSPRNG secret, CRC32 checksum, SHA-256 digest.
 //! - [`jsonb`]: jsonb values kept exactly (datums, never text), and their shapes.
 //! - [`permissions`]: the shape of `permissions` JSON and the AND check.
 //! - [`settings`]: the `apikey.*` configuration parameters (all SUSET).
 //! - [`error`]: errors with the contract's SQLSTATEs, a `pg_apikey:` message and a hint.
 //! - [`caller`]: who is calling (trusted or ordinary), and running as the extension's owner.
+//! - [`authz`]: every "may this caller do this to that".
 //! - [`storage`]: every SQL statement the extension runs, as cached prepared plans.
 //! - [`membership`]: organizations, members and the role-to-action mapping.
 //! - [`verify`]: `verify_api_key`, the hot path: one index probe, no SQL on the way.
@@ -14,9 +16,11 @@
 use pgrx::prelude::*;
 
 pub mod api;
+pub mod authz;
 pub mod caller;
 pub mod error;
 pub mod jsonb;
+pub mod key_settings;
 pub mod keymat;
 pub mod membership;
 pub mod permissions;
@@ -45,10 +49,8 @@ pub extern "C-unwind" fn _PG_init() {
 }
 
 #[cfg(any(test, feature = "pg_test"))]
-#[pg_schema]
-mod tests {
-    include!("pg_tests.rs");
-}
+#[path = "../pgrx-tests/mod.rs"]
+mod pgrx_tests;
 
 /// This module is required by `cargo pgrx test` invocations.
 /// It must be visible at the root of your extension crate.

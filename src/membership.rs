@@ -8,40 +8,14 @@
 //! `apikey.org_exists_function` and `apikey.member_roles_function` name them — from the
 //! application's own SQL functions, which then fully replace the built-in tables.
 //!
-//! Call these inside [`crate::caller::as_owner`].
-use pgrx::{pg_sys, PgSqlErrorCode};
+//! Who may do what with them is decided in [`crate::authz`]. Call these inside
+//! [`crate::caller::as_owner`].
+use pgrx::pg_sys;
 
-use crate::caller::{self, Caller};
+use crate::caller;
 use crate::error;
 use crate::settings::{self, MembershipSource};
 use crate::storage::{self, AppFunction};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Create,
-    Read,
-    Update,
-    Delete,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Create => "create",
-            Action::Read => "read",
-            Action::Update => "update",
-            Action::Delete => "delete",
-        }
-    }
-}
-
-fn misconfigured(message: String, hint: &str) -> ! {
-    error::raise(
-        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        message,
-        hint.to_string(),
-    )
-}
 
 /// The application's function named by `setting` (value `name`), checked: it exists with
 /// the expected signature and result, it pins its own search_path, and it belongs to a
@@ -55,25 +29,25 @@ fn app_function(
 ) -> AppFunction {
     let signature = format!("{name}({args})");
     let Some(f) = storage::app_function(&signature, returns) else {
-        misconfigured(
+        error::not_ready(
             format!("{setting} names {signature}, which does not exist"),
             "Set it to a schema-qualified function name, e.g. 'app.member_roles'.",
         )
     };
     if !f.returns_expected {
-        misconfigured(
+        error::not_ready(
             format!("{signature} must return {returns_sql}"),
             "Fix the function or the setting.",
         );
     }
     if f.temporary || !caller::is_trusted(f.owner) {
-        misconfigured(
+        error::not_ready(
             format!("{signature} must belong to a superuser or a member of the service role"),
             "ALTER FUNCTION … OWNER TO a trusted role, so that no ordinary role can change what it answers.",
         );
     }
     if !f.pins_search_path {
-        misconfigured(
+        error::not_ready(
             format!("{signature} must pin its own search_path"),
             "ALTER FUNCTION … SET search_path = '' (and qualify the names it uses).",
         );
@@ -86,8 +60,8 @@ fn app_source() -> Option<(String, String)> {
     match settings::membership_source() {
         MembershipSource::BuiltIn => None,
         MembershipSource::Functions { org_exists, member_roles } => Some((org_exists, member_roles)),
-        MembershipSource::HalfSet => misconfigured(
-            "apikey.org_exists_function and apikey.member_roles_function must be set together".into(),
+        MembershipSource::HalfSet => error::not_ready(
+            "apikey.org_exists_function and apikey.member_roles_function must be set together",
             "Set both to use the application's membership, or clear both to use the built-in tables.",
         ),
     }
@@ -97,7 +71,7 @@ fn app_source() -> Option<(String, String)> {
 /// tables would be written but never read.
 pub fn require_builtin_source(what: &str) {
     if app_source().is_some() {
-        misconfigured(
+        error::not_ready(
             format!("{what} writes the built-in membership tables, but apikey.member_roles_function is set"),
             "Manage organizations and members in the application's own tables, or clear apikey.org_exists_function and apikey.member_roles_function.",
         );
@@ -136,28 +110,4 @@ pub fn member_roles(org_id: &str, user_id: &str) -> Vec<String> {
             caller::with_caller_rights(|| storage::call_member_roles(&f, org_id, user_id))
         }
     }
-}
-
-/// Whether an ordinary caller's identity may perform `action` on `org_id`'s keys.
-pub fn identity_may(org_id: &str, identity: &str, action: Action) -> bool {
-    storage::roles_allow(&member_roles(org_id, identity), action.as_str())
-}
-
-/// Whether the caller may perform `action` on `org_id`'s keys: trusted callers always.
-pub fn caller_may(caller: &Caller, org_id: &str, action: Action) -> bool {
-    caller.trusted
-        || caller
-            .identity
-            .as_deref()
-            .is_some_and(|id| identity_may(org_id, id, action))
-}
-
-/// Whether the caller may manage `org_id`'s members: trusted callers, and members whose
-/// role is `owner`.
-pub fn caller_owns(caller: &Caller, org_id: &str) -> bool {
-    caller.trusted
-        || caller
-            .identity
-            .as_deref()
-            .is_some_and(|id| member_roles(org_id, id).iter().any(|r| r == "owner"))
 }

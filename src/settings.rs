@@ -6,8 +6,9 @@
 //! `ALTER ROLE … SET` of an unknown placeholder, and discards a placeholder value an
 //! ordinary role set before this library was loaded. Each value is read where it is used,
 //! so a change applies to the next call.
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
+use pgrx::pg_sys;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 pub static SERVICE_ROLE: GucSetting<Option<CString>> =
@@ -151,4 +152,51 @@ pub fn membership_source() -> MembershipSource {
 /// How stale `last_used_at` may get before a verify writes it again, in microseconds.
 pub fn last_used_resolution_micros() -> i64 {
     i64::from(LAST_USED_RESOLUTION.get()) * 1_000_000
+}
+
+// ---------------------------------------------------------------- setting PostgreSQL's own
+
+/// Run `f`, which runs SQL, with `search_path = pg_catalog, pg_temp`, restored after.
+///
+/// Every SQL function of pg_apikey pins its search_path in its declaration
+/// (`SET search_path`), which costs a GUC save and restore on every call — except verify:
+/// its plain path is one index probe by oid that resolves no names at all, so it pins
+/// search_path here, once, around the only SQL it ever runs (the usage writes), instead
+/// of paying for it on every call. On an error, the transaction or subtransaction abort
+/// restores the setting, as it does for a declared one.
+pub fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: a new GUC nest level, closed below.
+    let level = unsafe { pg_sys::NewGUCNestLevel() };
+    set_guc(
+        c"search_path",
+        c"pg_catalog, pg_temp",
+        pg_sys::GucAction::GUC_ACTION_SAVE,
+    );
+    let result = f();
+    // SAFETY: closes the level opened above.
+    unsafe { pg_sys::AtEOXact_GUC(true, level) };
+    result
+}
+
+/// Set a PostgreSQL parameter for the rest of the current transaction (`SET LOCAL`).
+pub fn set_local(name: &CStr, value: &CStr) {
+    set_guc(name, value, pg_sys::GucAction::GUC_ACTION_LOCAL);
+}
+
+/// Set a configuration parameter: `SAVE` until the current GUC nest level closes, `LOCAL`
+/// until the transaction ends.
+fn set_guc(name: &CStr, value: &CStr, action: pg_sys::GucAction::Type) {
+    // SAFETY: both strings are valid for the call; an invalid value raises an ERROR.
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            0,
+            false,
+        );
+    }
 }

@@ -121,7 +121,10 @@ for major in "${PG_MAJORS[@]}"; do
         log "PostgreSQL $major: update from $version ($commit) to $CURRENT"
         dir="$WORK/update-$version-pg$major"
         tree="$(release_tree "$version" "$commit")"
-        install_extension "" "$tree"
+        grep -q "^version = \"$version\"" "$tree/Cargo.toml" || fail "release $version: $commit is not version $version"
+        # Its own target directory: built in the current one, the release's library would
+        # be found fresh and the current build's library, linked in place, installed as it.
+        CARGO_TARGET_DIR="$ROOT/target/releases/build-$version-pg$major" install_extension "" "$tree"
         init_cluster "$dir"
         start "$dir" "$PORT"
         psql_at "$dir" "$PORT" -d postgres -c "CREATE DATABASE upgraded"

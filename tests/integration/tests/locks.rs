@@ -1,9 +1,20 @@
 //! Verify never waits on another session for what it need not, and never deadlocks with
 //! maintenance: two or more connections, real locks.
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use pg_apikey_integration::*;
+
+/// The tests of this file run one at a time: two of them run REINDEX and VACUUM FULL on
+/// apikey.keys, whose queued locks would make the others' verifies wait.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn setup(t: &str) -> (postgres::Client, String) {
     let mut su = superuser();
@@ -31,6 +42,7 @@ fn create(su: &mut postgres::Client, t: &str, settings: &str) -> (String, String
 /// session's verify of the same key must not wait for it.
 #[test]
 fn plain_verify_does_not_wait_on_an_open_transaction() {
+    let _serial = one_at_a_time();
     let t = "lkopen";
     let (mut su, api) = setup(t);
     // Every verify is due a last_used_at write.
@@ -60,6 +72,7 @@ fn plain_verify_does_not_wait_on_an_open_transaction() {
 /// transaction. A rolled-back transaction gives the use back.
 #[test]
 fn rolled_back_verify_gives_the_use_back() {
+    let _serial = one_at_a_time();
     let t = "lkrollback";
     let (mut su, api) = setup(t);
     let (id, key) = create(&mut su, t, ", remaining => 5");
@@ -91,6 +104,7 @@ fn rolled_back_verify_gives_the_use_back() {
 /// lock it may need for writing from the start, so the two queue instead of deadlocking.
 #[test]
 fn verify_and_reindex_do_not_deadlock() {
+    let _serial = one_at_a_time();
     let t = "lkreindex";
     let (mut su, api) = setup(t);
     let (_, plain) = create(&mut su, t, "");
@@ -126,6 +140,7 @@ fn verify_and_reindex_do_not_deadlock() {
 /// waits, no errors.
 #[test]
 fn maintenance_under_verify_load_raises_no_error() {
+    let _serial = one_at_a_time();
     let t = "lkmaint";
     let (mut su, api) = setup(t);
     let (_, plain) = create(&mut su, t, "");

@@ -1,0 +1,313 @@
+//! Keys: creating, reading, spending uses, changing, rotating, revoking and deleting them.
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::spi::SpiTupleTable;
+use pgrx::Uuid;
+
+use super::{
+    col, one, req, run, stmt, Actor, Stmt, BOOL, BYTEA, INTERVAL, TEXT, TEXT_ARRAY, TIMESTAMPTZ,
+    UUID,
+};
+use crate::key_settings::{with_settings, Settings};
+use pgrx::pg_sys::Oid;
+
+/// A key's public fields (`apikey.key_info`): the statements build it with the type's
+/// column list, which `pgrx-tests` checks in every statement file.
+pub type KeyInfo = pgrx::composite_type!('static, "apikey.key_info");
+
+/// A key's public fields with its owner, for deciding who may see it.
+pub struct KeyRow {
+    pub org_id: Option<String>,
+    pub user_id: Option<String>,
+    pub revoked: bool,
+    pub info: KeyInfo,
+}
+
+fn key_rows(t: SpiTupleTable<'_>) -> Vec<KeyRow> {
+    t.into_iter()
+        .map(|r| KeyRow {
+            org_id: col(&r, "org_id"),
+            user_id: col(&r, "user_id"),
+            revoked: req(&r, "revoked"),
+            info: req(&r, "info"),
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- create
+
+/// Everything `create_api_key` stores (and records in the audit trail).
+pub struct NewKeyRow<'a> {
+    pub digest: &'a [u8],
+    pub prefix: &'a str,
+    pub start: &'a str,
+    pub org_id: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub settings: &'a Settings,
+    pub created_by_role: &'a str,
+    pub created_by_identity: Option<&'a str>,
+}
+
+/// digest, prefix, start, org_id, user_id, the settings, created_by_role and _identity.
+const KEY_INSERT_ARGS: [Oid; 16] = with_settings(&[BYTEA, TEXT, TEXT, TEXT, TEXT], &[TEXT, TEXT]);
+static KEY_INSERT: Stmt = Stmt {
+    sql: include_str!("../../sql/queries/key_insert.sql"),
+    args: &KEY_INSERT_ARGS,
+};
+
+/// Store a new key and its `key_created` audit row; its id and creation time.
+pub fn key_insert(k: NewKeyRow<'_>) -> (Uuid, TimestampWithTimeZone) {
+    let mut args = vec![
+        k.digest.into(),
+        k.prefix.into(),
+        k.start.into(),
+        k.org_id.into(),
+        k.user_id.into(),
+    ];
+    args.extend(k.settings.args());
+    args.extend([k.created_by_role.into(), k.created_by_identity.into()]);
+    run(&KEY_INSERT, &args, |t| {
+        let r = t.into_iter().next().expect("the insert returns its row");
+        (req(&r, "key_id"), req(&r, "created_at"))
+    })
+}
+
+// ---------------------------------------------------------------- use
+
+static KEY_CONSUME: Stmt = stmt!("key_consume.sql", [UUID, TIMESTAMPTZ]);
+
+/// `Some(remaining after this use)` when the use was admitted, `None` when refused.
+pub fn key_consume(key_id: Uuid, now: TimestampWithTimeZone) -> Option<Option<i64>> {
+    run(&KEY_CONSUME, &[key_id.into(), now.into()], |t| {
+        t.into_iter().next().map(|r| col::<i64>(&r, "remaining"))
+    })
+}
+
+/// Why a limited key was refused just now.
+pub enum Refusal {
+    RateLimited {
+        retry_after: Option<Interval>,
+        remaining: Option<i64>,
+    },
+    UsageExceeded {
+        retry_after: Option<Interval>,
+    },
+    /// Neither holds any more (another transaction changed the key meanwhile): try again.
+    Neither,
+    Gone,
+}
+
+static KEY_REFUSAL: Stmt = stmt!("key_refusal.sql", [UUID, TIMESTAMPTZ]);
+
+pub fn key_refusal(key_id: Uuid, now: TimestampWithTimeZone) -> Refusal {
+    run(&KEY_REFUSAL, &[key_id.into(), now.into()], |t| {
+        let Some(r) = t.into_iter().next() else {
+            return Refusal::Gone;
+        };
+        let remaining = col::<i64>(&r, "remaining");
+        if req::<bool>(&r, "rate_limited") {
+            Refusal::RateLimited {
+                retry_after: col(&r, "window_ends_in"),
+                remaining,
+            }
+        } else if remaining.is_some_and(|n| n <= 0) {
+            Refusal::UsageExceeded {
+                retry_after: col(&r, "refill_in"),
+            }
+        } else {
+            Refusal::Neither
+        }
+    })
+}
+
+static KEY_TOUCH: Stmt = stmt!("key_touch.sql", [UUID, TIMESTAMPTZ, INTERVAL]);
+
+/// Record a use of an unlimited key, at most once per `resolution`. Never waits: when
+/// another transaction holds the key's row (an open transaction that verified it, or
+/// an update), this use is not recorded; `last_used_at` is a hint, not a count.
+pub fn key_touch(key_id: Uuid, now: TimestampWithTimeZone, resolution: Interval) {
+    run(
+        &KEY_TOUCH,
+        &[key_id.into(), now.into(), resolution.into()],
+        |_| (),
+    )
+}
+
+// ---------------------------------------------------------------- read
+
+static KEY_GET: Stmt = stmt!("key_get.sql", [UUID]);
+
+pub fn key_get(key_id: Uuid) -> Option<KeyRow> {
+    run(&KEY_GET, &[key_id.into()], key_rows).pop()
+}
+
+static KEY_LIST_ORG: Stmt = stmt!("key_list_org.sql", [TEXT, TEXT]);
+static KEY_LIST_USER: Stmt = stmt!("key_list_user.sql", [TEXT]);
+static KEY_LIST_ALL: Stmt = stmt!("key_list_all.sql", []);
+
+/// An organization's keys, optionally only those recorded with `user_id`.
+pub fn keys_of_org(org_id: &str, user_id: Option<&str>) -> Vec<KeyRow> {
+    run(&KEY_LIST_ORG, &[org_id.into(), user_id.into()], key_rows)
+}
+
+/// A user's own (user-owned) keys.
+pub fn keys_of_user(user_id: &str) -> Vec<KeyRow> {
+    run(&KEY_LIST_USER, &[user_id.into()], key_rows)
+}
+
+pub fn keys_all() -> Vec<KeyRow> {
+    run(&KEY_LIST_ALL, &[], key_rows)
+}
+
+// ---------------------------------------------------------------- revoke and delete
+
+static KEY_REVOKE: Stmt = stmt!("key_revoke.sql", [UUID, TEXT, TEXT]);
+
+/// Mark a key revoked (the first revocation's time and role are kept).
+pub fn key_revoke(key_id: Uuid, by_role: &str, by_identity: Option<&str>) -> Option<KeyRow> {
+    run(
+        &KEY_REVOKE,
+        &[key_id.into(), by_role.into(), by_identity.into()],
+        key_rows,
+    )
+    .pop()
+}
+
+static KEY_DELETE: Stmt = stmt!("key_delete.sql", [UUID, TEXT, TEXT]);
+
+/// Delete a key and record it; whether there was one.
+pub fn key_delete(key_id: Uuid, by: &Actor<'_>) -> bool {
+    run(
+        &KEY_DELETE,
+        &[key_id.into(), by.role.into(), by.identity.into()],
+        |t| !t.is_empty(),
+    )
+}
+
+static EXPIRED_ORGS: Stmt = stmt!("expired_orgs.sql", []);
+
+/// The organizations that have expired keys.
+pub fn orgs_with_expired_keys() -> Vec<String> {
+    run(&EXPIRED_ORGS, &[], |t| {
+        t.into_iter()
+            .filter_map(|r| col::<String>(&r, "org_id"))
+            .collect()
+    })
+}
+
+static DELETE_EXPIRED: Stmt = stmt!("delete_expired.sql", [BOOL, TEXT, TEXT_ARRAY, TEXT, TEXT]);
+
+/// Delete expired keys: all of them when `all`, else `user_id`'s own and those of `orgs`.
+/// Each deletion is recorded in the audit trail.
+pub fn delete_expired(all: bool, user_id: Option<&str>, orgs: Vec<String>, by: &Actor<'_>) -> i64 {
+    let args = [
+        all.into(),
+        user_id.into(),
+        orgs.into(),
+        by.role.into(),
+        by.identity.into(),
+    ];
+    run(&DELETE_EXPIRED, &args, |t| t.len() as i64)
+}
+
+// ---------------------------------------------------------------- update and rotate
+
+/// A key's settings and state as stored, locked for the update or rotation that reads
+/// them.
+pub struct StoredKey {
+    pub prefix: String,
+    pub settings: Settings,
+    pub enabled: bool,
+    pub revoked: bool,
+    pub replaced: bool,
+    pub expired: bool,
+}
+
+static KEY_SETTINGS: Stmt = stmt!("key_settings.sql", [UUID, TIMESTAMPTZ]);
+
+pub fn key_settings_for_update(key_id: Uuid, now: TimestampWithTimeZone) -> Option<StoredKey> {
+    run(&KEY_SETTINGS, &[key_id.into(), now.into()], |t| {
+        t.into_iter().next().map(|r| StoredKey {
+            prefix: req(&r, "prefix"),
+            settings: Settings::from_row(&r),
+            enabled: req(&r, "enabled"),
+            revoked: req(&r, "revoked"),
+            replaced: req(&r, "replaced"),
+            expired: req(&r, "expired"),
+        })
+    })
+}
+
+/// key_id, the settings, enabled, whether the refill restarts, now.
+const KEY_UPDATE_ARGS: [Oid; 13] = with_settings(&[UUID], &[BOOL, BOOL, TIMESTAMPTZ]);
+static KEY_UPDATE: Stmt = Stmt {
+    sql: include_str!("../../sql/queries/key_update.sql"),
+    args: &KEY_UPDATE_ARGS,
+};
+
+/// Store a key's new settings. `refill_restart`: the refill period starts over now.
+pub fn key_update(
+    key_id: Uuid,
+    settings: &Settings,
+    enabled: bool,
+    refill_restart: bool,
+    now: TimestampWithTimeZone,
+) -> KeyRow {
+    let mut args = vec![key_id.into()];
+    args.extend(settings.args());
+    args.extend([enabled.into(), refill_restart.into(), now.into()]);
+    run(&KEY_UPDATE, &args, key_rows)
+        .pop()
+        .expect("the key was locked for this update")
+}
+
+/// The columns `create_api_key` and `rotate_api_key` return, but the key text itself.
+pub struct CreatedKey {
+    pub key_id: Uuid,
+    pub prefix: String,
+    pub org_id: Option<String>,
+    pub user_id: Option<String>,
+    pub settings: Settings,
+    pub created_at: TimestampWithTimeZone,
+}
+
+static KEY_ROTATE: Stmt = stmt!("key_rotate.sql", [UUID, BYTEA, TEXT, TEXT, TEXT]);
+static KEY_MARK_ROTATED: Stmt = stmt!("key_mark_rotated.sql", [UUID, UUID, TIMESTAMPTZ, INTERVAL]);
+
+/// A new key with the old one's owner and settings, linked both ways; the old key
+/// expires `grace` after `now`. Returns the new key's columns and the old key's expiry.
+pub fn key_rotate(
+    old: Uuid,
+    digest: &[u8],
+    start: &str,
+    by: &Actor<'_>,
+    now: TimestampWithTimeZone,
+    grace: Interval,
+) -> (CreatedKey, TimestampWithTimeZone) {
+    let args = [
+        old.into(),
+        digest.into(),
+        start.into(),
+        by.role.into(),
+        by.identity.into(),
+    ];
+    let created = run(&KEY_ROTATE, &args, |t| {
+        let r = t
+            .into_iter()
+            .next()
+            .expect("the old key was locked for this rotation");
+        CreatedKey {
+            key_id: req(&r, "key_id"),
+            prefix: req(&r, "prefix"),
+            org_id: col(&r, "org_id"),
+            user_id: col(&r, "user_id"),
+            settings: Settings::from_row(&r),
+            created_at: req(&r, "created_at"),
+        }
+    });
+    let old_expires = one::<TimestampWithTimeZone>(
+        &KEY_MARK_ROTATED,
+        &[old.into(), created.key_id.into(), now.into(), grace.into()],
+    )
+    .expect("the old key was locked for this rotation");
+    (created, old_expires)
+}

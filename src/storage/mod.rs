@@ -1,0 +1,162 @@
+//! Every SQL statement the extension runs: the statements are SQL files in
+//! `sql/queries/` (a DBA reads them as SQL), each loaded with `include_str!` beside the
+//! function that runs it, by concern: [`orgs`] organizations, members, roles and the
+//! application's membership functions; [`keys`] keys, their use and their lifecycle;
+//! [`audit`] the audit trail. Columns are read by name.
+//!
+//! Statements are prepared once per backend and kept (`SPI_keepplan`), so a call costs an
+//! execution, not a parse and plan. PostgreSQL re-plans a kept statement by itself when a
+//! table it reads changes (including `DROP`/`CREATE EXTENSION`). Every name is
+//! schema-qualified and every function runs with `search_path = pg_catalog, pg_temp`, so
+//! no object a caller creates can stand in for one of these.
+//!
+//! These functions read and write the extension's tables: call them only inside
+//! [`crate::caller::as_owner`], after deciding on the caller.
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiHeapTupleData, SpiTupleTable};
+use pgrx::{pg_sys, PgOid};
+
+mod audit;
+mod keys;
+mod orgs;
+
+pub use audit::*;
+pub use keys::*;
+pub use orgs::*;
+
+/// A statement file of `sql/queries/` with the types of its parameters.
+macro_rules! stmt {
+    ($file:literal, [$($arg:expr),* $(,)?]) => {
+        $crate::storage::Stmt {
+            sql: include_str!(concat!("../../sql/queries/", $file)),
+            args: &[$($arg),*],
+        }
+    };
+}
+pub(crate) use stmt;
+
+/// One statement: its text and the types of its parameters.
+pub struct Stmt {
+    pub sql: &'static str,
+    pub args: &'static [pg_sys::Oid],
+}
+
+thread_local! {
+    /// Kept plans of the statements below, by the statement's address.
+    static PLANS: RefCell<HashMap<usize, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+    /// Kept plans of statements built at run time (calls of the application's functions),
+    /// by their text.
+    static DYNAMIC_PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+}
+
+/// Prepare `sql` (parameters of `arg_types`) and keep its plan for the backend's life.
+fn prepare_kept(
+    client: &SpiClient<'_>,
+    sql: &str,
+    arg_types: &[pg_sys::Oid],
+) -> Rc<OwnedPreparedStatement> {
+    let oids: Vec<PgOid> = arg_types.iter().map(|&o| PgOid::from(o)).collect();
+    let prepared = client
+        .prepare_mut(sql, &oids)
+        .unwrap_or_else(|e| panic!("pg_apikey: preparing {sql}: {e}"))
+        .keep();
+    Rc::new(prepared)
+}
+
+/// Execute a kept plan with `args` and hand the result to `read`.
+fn execute<'c, R>(
+    client: &mut SpiClient<'c>,
+    plan: &OwnedPreparedStatement,
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+    read: impl FnOnce(SpiTupleTable<'c>) -> R,
+) -> R {
+    let table = client
+        .update(plan, None, args)
+        .unwrap_or_else(|e| panic!("pg_apikey: {sql} failed: {e}"));
+    read(table)
+}
+
+/// Execute `stmt` with `args` and hand the result to `read`, inside one SPI connection.
+pub fn run<R>(
+    stmt: &'static Stmt,
+    args: &[DatumWithOid<'_>],
+    read: impl for<'c> FnOnce(SpiTupleTable<'c>) -> R,
+) -> R {
+    let key = stmt as *const Stmt as usize;
+    Spi::connect_mut(|client| {
+        let plan = PLANS
+            .with(|p| p.borrow().get(&key).cloned())
+            .unwrap_or_else(|| {
+                let plan = prepare_kept(client, stmt.sql, stmt.args);
+                PLANS.with(|p| p.borrow_mut().insert(key, plan.clone()));
+                plan
+            });
+        execute(client, &plan, stmt.sql, args, read)
+    })
+}
+
+/// Like [`run`], for a statement built at run time: its plan is kept by its text.
+pub(crate) fn run_dynamic<R>(
+    sql: &str,
+    arg_types: &[pg_sys::Oid],
+    args: &[DatumWithOid<'_>],
+    read: impl for<'c> FnOnce(SpiTupleTable<'c>) -> R,
+) -> R {
+    Spi::connect_mut(|client| {
+        let plan = DYNAMIC_PLANS
+            .with(|p| p.borrow().get(sql).cloned())
+            .unwrap_or_else(|| {
+                let plan = prepare_kept(client, sql, arg_types);
+                DYNAMIC_PLANS.with(|p| p.borrow_mut().insert(sql.to_string(), plan.clone()));
+                plan
+            });
+        execute(client, &plan, sql, args, read)
+    })
+}
+
+/// The first column of the first row, if any.
+fn one<T: FromDatum + IntoDatum>(stmt: &'static Stmt, args: &[DatumWithOid<'_>]) -> Option<T> {
+    run(stmt, args, |t| {
+        if t.is_empty() {
+            None
+        } else {
+            t.first().get_one::<T>().ok().flatten()
+        }
+    })
+}
+
+/// The value of column `name` of `row` (NULL: `None`).
+pub fn col<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData<'_>, name: &str) -> Option<T> {
+    row.get_by_name::<T, _>(name)
+        .unwrap_or_else(|e| panic!("pg_apikey: reading column {name}: {e}"))
+}
+
+/// Like [`col`], for a column that is never NULL.
+pub fn req<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData<'_>, name: &str) -> T {
+    col(row, name).unwrap_or_else(|| panic!("pg_apikey: column {name} is NULL"))
+}
+
+pub const TEXT: pg_sys::Oid = pg_sys::TEXTOID;
+pub const TEXT_ARRAY: pg_sys::Oid = pg_sys::TEXTARRAYOID;
+pub const BOOL: pg_sys::Oid = pg_sys::BOOLOID;
+pub const BYTEA: pg_sys::Oid = pg_sys::BYTEAOID;
+pub const UUID: pg_sys::Oid = pg_sys::UUIDOID;
+pub const JSONB: pg_sys::Oid = pg_sys::JSONBOID;
+pub const JSONB_ARRAY: pg_sys::Oid = pg_sys::JSONBARRAYOID;
+pub const INT8: pg_sys::Oid = pg_sys::INT8OID;
+pub const INT4: pg_sys::Oid = pg_sys::INT4OID;
+pub const INTERVAL: pg_sys::Oid = pg_sys::INTERVALOID;
+pub const TIMESTAMPTZ: pg_sys::Oid = pg_sys::TIMESTAMPTZOID;
+pub const OID: pg_sys::Oid = pg_sys::OIDOID;
+
+/// Who performed a management action, for the audit trail.
+pub struct Actor<'a> {
+    pub role: &'a str,
+    pub identity: Option<&'a str>,
+}

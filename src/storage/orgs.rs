@@ -1,0 +1,168 @@
+//! Organizations, members and roles (the built-in membership source), and calls of the
+//! application's membership functions.
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::pg_sys;
+
+use super::{col, one, req, run, run_dynamic, stmt, Stmt, BOOL, OID, TEXT, TEXT_ARRAY};
+
+static ORG_EXISTS: Stmt = stmt!("org_exists.sql", [TEXT]);
+
+pub fn org_exists(org_id: &str) -> bool {
+    one::<bool>(&ORG_EXISTS, &[org_id.into()]).unwrap_or(false)
+}
+
+static ORG_INSERT: Stmt = stmt!("org_insert.sql", [TEXT, TEXT, TEXT]);
+
+/// Insert an organization; `None` when the id is taken.
+pub fn org_insert(
+    id: &str,
+    name: Option<&str>,
+    created_by: &str,
+) -> Option<(String, Option<String>, TimestampWithTimeZone)> {
+    run(
+        &ORG_INSERT,
+        &[id.into(), name.into(), created_by.into()],
+        |t| {
+            t.into_iter()
+                .next()
+                .map(|r| (req(&r, "id"), col(&r, "name"), req(&r, "created_at")))
+        },
+    )
+}
+
+// ---------------------------------------------------------------- the application's functions
+
+/// What the catalog says of a function named by a membership setting.
+pub struct AppFunction {
+    /// `schema.name`, each part quoted as needed.
+    pub qualified: String,
+    pub returns_expected: bool,
+    pub pins_search_path: bool,
+    pub owner: pg_sys::Oid,
+    pub temporary: bool,
+}
+
+static APP_FUNCTION: Stmt = stmt!("app_function.sql", [TEXT, OID]);
+
+/// Look up `signature` (e.g. `app.member_roles(text,text)`); `None` when no such function.
+pub fn app_function(signature: &str, returns: pg_sys::Oid) -> Option<AppFunction> {
+    run(&APP_FUNCTION, &[signature.into(), returns.into()], |t| {
+        t.into_iter().next().map(|r| AppFunction {
+            qualified: req(&r, "qualified"),
+            returns_expected: req(&r, "returns_expected"),
+            pins_search_path: req(&r, "pins_search_path"),
+            owner: req(&r, "owner"),
+            temporary: req(&r, "temporary"),
+        })
+    })
+}
+
+/// Call the application's `(org_id text) RETURNS boolean`.
+pub fn call_org_exists(f: &AppFunction, org_id: &str) -> Option<bool> {
+    let sql = format!("SELECT {}($1) AS found", f.qualified);
+    run_dynamic(&sql, &[TEXT], &[org_id.into()], |t| {
+        t.into_iter().next().and_then(|r| col::<bool>(&r, "found"))
+    })
+}
+
+/// Call the application's `(org_id text, user_id text) RETURNS text[]`.
+pub fn call_member_roles(f: &AppFunction, org_id: &str, user_id: &str) -> Vec<String> {
+    let sql = format!("SELECT {}($1, $2) AS roles", f.qualified);
+    run_dynamic(&sql, &[TEXT, TEXT], &[org_id.into(), user_id.into()], |t| {
+        t.into_iter()
+            .next()
+            .and_then(|r| col::<Vec<Option<String>>>(&r, "roles"))
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .map(|role| role.trim().to_string())
+            .filter(|role| !role.is_empty())
+            .collect()
+    })
+}
+
+// ---------------------------------------------------------------- members and roles
+
+static MEMBER_ROLES: Stmt = stmt!("member_roles.sql", [TEXT, TEXT]);
+
+/// The member's roles in the built-in tables; empty when not a member.
+pub fn member_roles(org_id: &str, user_id: &str) -> Vec<String> {
+    run(&MEMBER_ROLES, &[org_id.into(), user_id.into()], |t| {
+        t.into_iter()
+            .filter_map(|r| col::<String>(&r, "role"))
+            .collect()
+    })
+}
+
+static ROLES_ALLOW: Stmt = stmt!("roles_allow.sql", [TEXT_ARRAY, TEXT]);
+
+/// Whether any of `roles` allows `action`.
+pub fn roles_allow(roles: &[String], action: &str) -> bool {
+    !roles.is_empty()
+        && one::<bool>(&ROLES_ALLOW, &[roles.to_vec().into(), action.into()]).unwrap_or(false)
+}
+
+static ROLE_KNOWN: Stmt = stmt!("role_known.sql", [TEXT]);
+
+pub fn role_known(role: &str) -> bool {
+    one::<bool>(&ROLE_KNOWN, &[role.into()]).unwrap_or(false)
+}
+
+static MEMBER_UPSERT: Stmt = stmt!("member_upsert.sql", [TEXT, TEXT, TEXT]);
+
+pub fn member_upsert(
+    org_id: &str,
+    user_id: &str,
+    role: &str,
+) -> (String, String, String, TimestampWithTimeZone) {
+    run(
+        &MEMBER_UPSERT,
+        &[org_id.into(), user_id.into(), role.into()],
+        |t| {
+            let r = t.into_iter().next().expect("the upsert returns its row");
+            (
+                req(&r, "org_id"),
+                req(&r, "user_id"),
+                req(&r, "role"),
+                req(&r, "created_at"),
+            )
+        },
+    )
+}
+
+static MEMBER_DELETE: Stmt = stmt!("member_delete.sql", [TEXT, TEXT]);
+
+/// Remove a member; whether there was one.
+pub fn member_delete(org_id: &str, user_id: &str) -> bool {
+    run(&MEMBER_DELETE, &[org_id.into(), user_id.into()], |t| {
+        !t.is_empty()
+    })
+}
+
+static ROLE_ACTION_SET: Stmt = stmt!("role_action_set.sql", [TEXT, TEXT, BOOL]);
+
+pub fn role_action_set(role: &str, action: &str, allowed: bool) {
+    run(
+        &ROLE_ACTION_SET,
+        &[role.into(), action.into(), allowed.into()],
+        |_| (),
+    )
+}
+
+static ROLE_ACTIONS_LIST: Stmt = stmt!("role_actions_list.sql", []);
+
+/// (role, action, allowed, is_default) in force.
+pub fn role_actions_list() -> Vec<(String, String, bool, bool)> {
+    run(&ROLE_ACTIONS_LIST, &[], |t| {
+        t.into_iter()
+            .map(|r| {
+                (
+                    req(&r, "role"),
+                    req(&r, "action"),
+                    req(&r, "allowed"),
+                    req(&r, "is_default"),
+                )
+            })
+            .collect()
+    })
+}

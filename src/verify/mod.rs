@@ -1,0 +1,26 @@
+//! `apikey.verify_api_key`: the hot path, run on every request of every API that uses
+//! pg_apikey, so built to sit on the cost of one index probe.
+//!
+//! - The key's shape and checksum are checked first; a made-up key never touches a table.
+//! - The key is found by one probe of the unique digest index, read straight from the
+//!   index and heap (no SQL, no planner, no executor start-up) under a fresh snapshot, as
+//!   SPI would take for a volatile function.
+//! - `permissions` and `metadata` go from the table row to the result row as the jsonb
+//!   values they are, never through text or a JSON parser.
+//! - The result is one row handed to PostgreSQL as a materialized set, with the row type
+//!   worked out once per call site (cached in `fn_extra`).
+//! - Only keys with a quota or rate limit write, through one atomic `UPDATE` (see
+//!   [`crate::storage::key_consume`]); other keys write `last_used_at` at most once per
+//!   `apikey.last_used_resolution`, and never wait for it.
+//!
+//! Three files: [`scan`] holds every unsafe call (the index probe, whose relations, scan
+//! and snapshot are released on drop, and the transaction state); [`decide`] is the
+//! decision, safe Rust on typed values; [`entry`] is the C entry point and its result row.
+//! The SQL declaration is in `sql/verify.sql`.
+mod decide;
+mod entry;
+mod scan;
+
+#[cfg(any(test, feature = "pg_test"))]
+pub use decide::decide_for_test;
+pub use scan::{now_tz, register_invalidation};

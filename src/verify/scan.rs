@@ -1,0 +1,380 @@
+//! Every unsafe call of verify: the probe of the digest index (relations, scan, slot and
+//! snapshot, each released on drop), the columns it copies out, and the transaction state
+//! verify depends on. Nothing here decides anything.
+use std::cell::Cell;
+use std::ffi::CStr;
+
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::pg_sys::{self, Datum};
+use pgrx::prelude::*;
+use pgrx::{IntoDatum, Uuid};
+
+use crate::error;
+use crate::jsonb::Jsonb;
+
+/// The columns of `apikey.keys` that verify reads, in this order.
+const COLUMNS: [&CStr; 12] = [
+    c"id",
+    c"org_id",
+    c"user_id",
+    c"name",
+    c"permissions",
+    c"metadata",
+    c"remaining",
+    c"expires_at",
+    c"revoked_at",
+    c"enabled",
+    c"last_used_at",
+    c"rate_limit_max",
+];
+pub const ID: usize = 0;
+pub const ORG_ID: usize = 1;
+pub const USER_ID: usize = 2;
+pub const NAME: usize = 3;
+pub const PERMISSIONS: usize = 4;
+pub const METADATA: usize = 5;
+const REMAINING: usize = 6;
+pub const EXPIRES_AT: usize = 7;
+const REVOKED_AT: usize = 8;
+const ENABLED: usize = 9;
+const LAST_USED_AT: usize = 10;
+const RATE_LIMIT_MAX: usize = 11;
+
+/// A found key's columns, copied out of the buffer (detoasted) into the current memory
+/// context, so they outlive the scan. The decision reads them through typed accessors;
+/// the entry point passes [`KeyRead::datum`]s through to the result row.
+pub struct KeyRead {
+    values: [Datum; COLUMNS.len()],
+    nulls: [bool; COLUMNS.len()],
+}
+
+impl KeyRead {
+    /// The column as the datum it is, for the result row.
+    pub fn datum(&self, col: usize) -> Option<Datum> {
+        (!self.nulls[col]).then_some(self.values[col])
+    }
+
+    pub fn id(&self) -> Uuid {
+        // SAFETY: id is a NOT NULL uuid column, copied out by lookup.
+        unsafe { Uuid::from_datum(self.values[ID], false) }.expect("id is never NULL")
+    }
+
+    pub fn revoked(&self) -> bool {
+        !self.nulls[REVOKED_AT]
+    }
+
+    pub fn enabled(&self) -> bool {
+        // enabled is a by-value boolean column.
+        self.datum(ENABLED).is_some_and(|d| d.value() != 0)
+    }
+
+    /// A timestamptz column as microseconds since 2000-01-01 (by value).
+    fn timestamp(&self, col: usize) -> Option<pg_sys::TimestampTz> {
+        self.datum(col).map(|d| d.value() as pg_sys::TimestampTz)
+    }
+
+    pub fn expires_at(&self) -> Option<pg_sys::TimestampTz> {
+        self.timestamp(EXPIRES_AT)
+    }
+
+    pub fn last_used_at(&self) -> Option<pg_sys::TimestampTz> {
+        self.timestamp(LAST_USED_AT)
+    }
+
+    /// remaining is a by-value bigint column.
+    pub fn remaining(&self) -> Option<i64> {
+        self.datum(REMAINING).map(|d| d.value() as i64)
+    }
+
+    pub fn has_rate_limit(&self) -> bool {
+        !self.nulls[RATE_LIMIT_MAX]
+    }
+
+    pub fn permissions(&self) -> Option<Jsonb> {
+        // SAFETY: a jsonb column, copied out by lookup.
+        unsafe { Jsonb::from_datum(self.values[PERMISSIONS], self.nulls[PERMISSIONS]) }
+    }
+}
+
+/// Where one of [`COLUMNS`] sits in the table's rows, and how its values are stored.
+#[derive(Clone, Copy)]
+struct Column {
+    /// Zero-based attribute index.
+    index: usize,
+    byval: bool,
+    /// `attlen`: -1 for varlena, else the fixed length in bytes.
+    len: i16,
+}
+
+const NO_COLUMN: Column = Column {
+    index: 0,
+    byval: false,
+    len: 0,
+};
+
+thread_local! {
+    /// (relation oid, number of attributes, where COLUMNS sit): recomputed when the table
+    /// is re-created or gains columns.
+    static ATTNUMS: Cell<(pg_sys::Oid, i32, [Column; COLUMNS.len()])> =
+        const { Cell::new((pg_sys::InvalidOid, 0, [NO_COLUMN; COLUMNS.len()])) };
+}
+
+unsafe fn attnums(rel: pg_sys::Relation) -> [Column; COLUMNS.len()] {
+    let relid = (*rel).rd_id;
+    let natts = (*(*rel).rd_att).natts;
+    let (cached_rel, cached_natts, cached) = ATTNUMS.with(Cell::get);
+    if cached_rel == relid && cached_natts == natts {
+        return cached;
+    }
+    // pgrx's descriptor wrapper reads attributes the same way on every major (PostgreSQL
+    // 18 moved them behind TupleDescAttr); it borrows the relcache's descriptor.
+    let desc = pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att);
+    let mut found = [NO_COLUMN; COLUMNS.len()];
+    for (slot, name) in found.iter_mut().zip(COLUMNS) {
+        let n = pg_sys::attnameAttNum(rel, name.as_ptr(), false);
+        if n <= 0 {
+            error::not_ready(
+                format!("apikey.keys has no column {}", name.to_string_lossy()),
+                "Reinstall the extension: ALTER EXTENSION pg_apikey UPDATE, or DROP and CREATE it.",
+            );
+        }
+        let index = n as usize - 1;
+        let attr = desc
+            .get(index)
+            .expect("attribute number within the descriptor");
+        *slot = Column {
+            index,
+            byval: attr.attbyval,
+            len: attr.attlen,
+        };
+    }
+    ATTNUMS.with(|c| c.set((relid, natts, found)));
+    found
+}
+
+thread_local! {
+    /// The oids of `apikey.keys` and its digest index, looked up once per backend and
+    /// forgotten whenever PostgreSQL invalidates either relation (or everything).
+    static RELATIONS: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_relations(_arg: Datum, relid: pg_sys::Oid) {
+    RELATIONS.with(|r| {
+        if let Some((keys, index)) = r.get() {
+            if relid == pg_sys::InvalidOid || relid == keys || relid == index {
+                r.set(None);
+            }
+        }
+    });
+}
+
+/// Called once from `_PG_init`.
+pub fn register_invalidation() {
+    // SAFETY: registers a callback that only clears a thread-local cell.
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_relations), Datum::from(0)) };
+}
+
+fn relations() -> (pg_sys::Oid, pg_sys::Oid) {
+    if let Some(rels) = RELATIONS.with(Cell::get) {
+        return rels;
+    }
+    // SAFETY: a syscache lookup by name.
+    let nsp = unsafe { pg_sys::get_namespace_oid(c"apikey".as_ptr(), false) };
+    let rels = (
+        relation_oid(nsp, c"keys"),
+        relation_oid(nsp, c"keys_digest_key"),
+    );
+    RELATIONS.with(|r| r.set(Some(rels)));
+    rels
+}
+
+fn relation_oid(nsp: pg_sys::Oid, name: &CStr) -> pg_sys::Oid {
+    // SAFETY: a syscache lookup by name.
+    let oid = unsafe { pg_sys::get_relname_relid(name.as_ptr(), nsp) };
+    if oid == pg_sys::InvalidOid {
+        error::not_ready(
+            format!("apikey.{} does not exist", name.to_string_lossy()),
+            "Run CREATE EXTENSION pg_apikey in this database.",
+        );
+    }
+    oid
+}
+
+/// `apikey.keys` and its digest index, open, with an index scan.
+struct KeyScan {
+    rel: pg_sys::Relation,
+    idx: pg_sys::Relation,
+    scan: pg_sys::IndexScanDesc,
+    slot: *mut pg_sys::TupleTableSlot,
+    cols: [Column; COLUMNS.len()],
+}
+
+impl KeyScan {
+    /// Open with `mode` (kept to the end of the transaction, as the executor does).
+    unsafe fn open(snapshot: pg_sys::Snapshot, mode: pg_sys::LOCKMODE) -> KeyScan {
+        let (keys, digest_index) = relations();
+        let rel = pg_sys::table_open(keys, mode);
+        let idx = pg_sys::index_open(digest_index, mode);
+        let cols = attnums(rel);
+        #[cfg(not(feature = "pg18"))]
+        let scan = pg_sys::index_beginscan(rel, idx, snapshot, 1, 0);
+        #[cfg(feature = "pg18")]
+        let scan = pg_sys::index_beginscan(rel, idx, snapshot, std::ptr::null_mut(), 1, 0);
+        let slot = pg_sys::table_slot_create(rel, std::ptr::null_mut());
+        KeyScan {
+            rel,
+            idx,
+            scan,
+            slot,
+            cols,
+        }
+    }
+
+    /// One probe for `digest` under `snapshot`; the columns are copied out (detoasted)
+    /// into the current memory context before the next probe can move the slot.
+    unsafe fn lookup(&mut self, digest: &[u8; 32], snapshot: pg_sys::Snapshot) -> Option<KeyRead> {
+        let arg = Vec::from(digest.as_slice())
+            .into_datum()
+            .expect("bytea datum");
+        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+        pg_sys::ScanKeyInit(
+            &mut key,
+            1,
+            pg_sys::BTEqualStrategyNumber as u16,
+            pg_sys::Oid::from(pg_sys::F_BYTEAEQ),
+            arg,
+        );
+        (*self.scan).xs_snapshot = snapshot;
+        pg_sys::index_rescan(self.scan, &mut key, 1, std::ptr::null_mut(), 0);
+        if !pg_sys::index_getnext_slot(
+            self.scan,
+            pg_sys::ScanDirection::ForwardScanDirection,
+            self.slot,
+        ) {
+            return None;
+        }
+        let slot = self.slot;
+        pg_sys::slot_getallattrs(slot);
+        let natts = (*(*self.rel).rd_att).natts as usize;
+        let values = std::slice::from_raw_parts((*slot).tts_values, natts);
+        let isnull = std::slice::from_raw_parts((*slot).tts_isnull, natts);
+        let mut read = KeyRead {
+            values: [Datum::from(0); COLUMNS.len()],
+            nulls: [true; COLUMNS.len()],
+        };
+        for (i, col) in self.cols.iter().enumerate() {
+            let a = col.index;
+            read.nulls[i] = isnull[a];
+            if isnull[a] {
+                continue;
+            }
+            read.values[i] = if col.byval {
+                values[a]
+            } else if col.len == -1 {
+                Datum::from(pg_sys::pg_detoast_datum_copy(values[a].cast_mut_ptr()))
+            } else {
+                // Fixed-length by reference (uuid): copy its bytes.
+                let len = col.len as usize;
+                let copy = pg_sys::palloc(len);
+                std::ptr::copy_nonoverlapping(
+                    values[a].cast_mut_ptr::<u8>(),
+                    copy.cast::<u8>(),
+                    len,
+                );
+                Datum::from(copy)
+            };
+        }
+        Some(read)
+    }
+}
+
+impl Drop for KeyScan {
+    /// Close what `open` opened (the locks stay to the end of the transaction, as the
+    /// executor keeps them). Not while unwinding from an error: the transaction's abort
+    /// releases the relations, the scan's memory and the slot itself, and calling into
+    /// PostgreSQL then could raise a second error.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        // SAFETY: each was opened by `open` and is closed once, here.
+        unsafe {
+            pg_sys::ExecDropSingleTupleTableSlot(self.slot);
+            pg_sys::index_endscan(self.scan);
+            pg_sys::index_close(self.idx, pg_sys::NoLock as i32);
+            pg_sys::table_close(self.rel, pg_sys::NoLock as i32);
+        }
+    }
+}
+
+/// A fresh snapshot, as SPI would take for each statement of a volatile function, that
+/// also sees this transaction's earlier writes; unregistered on drop (on an error, the
+/// transaction's abort does it).
+struct FreshSnapshot(pg_sys::Snapshot);
+
+impl FreshSnapshot {
+    fn take() -> FreshSnapshot {
+        // SAFETY: called inside a transaction, as every SQL function is.
+        unsafe {
+            pg_sys::CommandCounterIncrement();
+            FreshSnapshot(pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot()))
+        }
+    }
+}
+
+impl Drop for FreshSnapshot {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            // SAFETY: registered by `take`, unregistered once.
+            unsafe { pg_sys::UnregisterSnapshot(self.0) };
+        }
+    }
+}
+
+/// The lock verify takes on `apikey.keys` and its digest index, before it reads.
+///
+/// Where it may write (a use, a `last_used_at`), it takes ROW EXCLUSIVE at once, the lock
+/// its `UPDATE` needs, so that it never asks for a stronger lock while holding a weaker
+/// one: such an upgrade deadlocks with `REINDEX` or `CREATE INDEX`, which hold SHARE on
+/// the table and wait for the index. Where it cannot write (a read-only transaction, a
+/// hot standby, where ROW EXCLUSIVE cannot be taken at all), ACCESS SHARE.
+fn lock_mode() -> pg_sys::LOCKMODE {
+    if read_only() {
+        pg_sys::AccessShareLock as pg_sys::LOCKMODE
+    } else {
+        pg_sys::RowExclusiveLock as pg_sys::LOCKMODE
+    }
+}
+
+/// One probe of the digest index for `digest`, with its own snapshot and scan, both
+/// released before it returns. (Keeping the scan open across the calls of one query, as
+/// the executor does, would save about a microsecond per verify inside one statement, but
+/// not across statements, which is how APIs verify.)
+pub fn probe(digest: &[u8; 32]) -> Option<KeyRead> {
+    let snapshot = FreshSnapshot::take();
+    // SAFETY: the scan is opened under a registered snapshot that outlives it (dropped
+    // after it, in reverse order of declaration).
+    let mut scan = unsafe { KeyScan::open(snapshot.0, lock_mode()) };
+    // SAFETY: as above; the columns are copied out before the scan closes.
+    unsafe { scan.lookup(digest, snapshot.0) }
+}
+
+/// Whether this transaction cannot write: a read-only transaction, or a hot standby.
+pub fn read_only() -> bool {
+    // SAFETY: reads backend globals.
+    unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() }
+}
+
+/// Whether the current statement runs inside an explicit transaction block.
+pub fn in_transaction_block() -> bool {
+    // SAFETY: a read of the transaction state.
+    unsafe { pg_sys::IsTransactionBlock() }
+}
+
+/// The current time (not the transaction's start: verify decides at the moment of the call).
+pub fn now_tz() -> TimestampWithTimeZone {
+    // SAFETY: reads the clock.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    TimestampWithTimeZone::try_from(now).expect("the current time is a valid timestamptz")
+}
