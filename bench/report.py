@@ -78,6 +78,11 @@ for c in (1, 8):
       f"{ratio(med('small', 'floor', c), med('small', 'select1', c))} | 1.00× | | |")
 w(f"| *floor query, garbage keys* | 8 | {cell('small', 'floor_garbage', 8)} | "
   f"{ratio(med('small', 'floor_garbage', 8), med('small', 'select1', 8))} | | | |")
+for label, wl in (("plain key, `required_permissions` object", "verify_req_object"),
+                  ("plain key, two-level `$any`/`$all` query", "verify_req_query")):
+    m = med("small", wl, 8)
+    w(f"| {label} | 8 | {cell('small', wl, 8)} | {ratio(m, med('small', 'select1', 8))} "
+      f"| {ratio(m, med('small', 'floor', 8))} | | |")
 
 w("\n## In process: 100,000 verifies in one statement (ns per verify)\n")
 w("| keys in table | verify | floor query, same loop | verify / floor |")
@@ -130,6 +135,8 @@ norm = (b / med("big", "select1", 8)) / (s / med("small", "select1", 8))
 target(f"{int(a.big):,} keys within 20 % of 10,000 keys (SELECT 1-normalised)", norm, abs(norm - 1) <= 0.2)
 r = med("small", "verify_quota", 8) / med("small", "verify_plain", 8)
 target("quota verifies on distinct keys ≥ 0.5 × plain verify", r, r >= 0.5)
+r = med("small", "verify_req_query", 8) / med("small", "verify_req_object", 8)
+target("two-level `$any`/`$all` query ≥ 0.9 × the object shape (plain key, 8 clients)", r, r >= 0.9)
 import os
 analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
 if os.path.exists(analysis):

@@ -54,6 +54,10 @@ for kind in plain quota rate garbage; do
     echo "SELECT * FROM diy.verify($(key_case diy_$kind));" > "$SCRIPTS/diy_$kind.sql"
 done
 echo "SELECT * FROM apikey.verify_api_key('$(one_key hot)');" > "$SCRIPTS/verify_hot.sql"
+# Required permissions on plain keys (granted {"api": ["read", "write"]}): the object shape,
+# and a two-level query that is met by its second branch.
+echo "SELECT * FROM apikey.verify_api_key($(key_case plain), '{\"api\": [\"read\"]}');" > "$SCRIPTS/verify_req_object.sql"
+echo "SELECT * FROM apikey.verify_api_key($(key_case plain), '{\"\$any\": [{\"admin\": [\"read\"]}, {\"\$all\": [{\"api\": [\"read\"]}, {\"api\": [\"write\"]}]}]}');" > "$SCRIPTS/verify_req_query.sql"
 echo "SELECT * FROM diy.verify('$(one_key diy_hot)');" > "$SCRIPTS/diy_hot.sql"
 
 printf 'phase\tworkload\tclients\trun\tvalue\tunit\n' > "$RESULTS"
@@ -102,6 +106,8 @@ for run in $(seq 1 "$RUNS"); do
     bench diy_hot diy_hot 8 "$run" small
     bench verify_rate verify_rate 8 "$run" small
     bench diy_rate diy_rate 8 "$run" small
+    bench verify_req_object verify_req_object 8 "$run" small
+    bench verify_req_query verify_req_query 8 "$run" small
     bench verify_garbage verify_garbage 8 "$run" small
     bench floor_garbage floor_garbage 8 "$run" small
     bench diy_garbage diy_garbage 8 "$run" small

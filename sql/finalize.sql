@@ -19,7 +19,7 @@ COMMENT ON FUNCTION apikey.create_api_key(text, text, text, text, timestamptz, j
 'Create an API key and return it in plaintext, once. org_id: an organization key (trusted callers need no user; ordinary callers need a role allowing create). user_id alone: a user key (ordinary callers only for themselves). Policy fields (permissions, remaining, refill_*, rate_limit_*) need a trusted caller.';
 
 COMMENT ON FUNCTION apikey.verify_api_key(text, jsonb) IS
-'Verify a presented key: one row for any input. code: VALID, KEY_NOT_FOUND, KEY_DISABLED, KEY_EXPIRED, INSUFFICIENT_PERMISSIONS, RATE_LIMITED, USAGE_EXCEEDED (checked in that order). A VALID use spends one of remaining and counts toward the rate limit, atomically; remaining is what is left after this call; retry_after says when a refused key may succeed. Raises 22023 only for malformed required_permissions.';
+'Verify a presented key: one row for any input. code: VALID, KEY_NOT_FOUND, KEY_DISABLED, KEY_EXPIRED, INSUFFICIENT_PERMISSIONS, RATE_LIMITED, USAGE_EXCEEDED (checked in that order). required_permissions: an object of resources and actions (every one needed) or a query, {"$all": [...]} / {"$any": [...]}; a granted "*" grants every action on its resource. A VALID use spends one of remaining and counts toward the rate limit, atomically; remaining is what is left after this call; retry_after says when a refused key may succeed. Raises 22023 only for malformed required_permissions.';
 
 COMMENT ON FUNCTION apikey.list_api_keys(text, text) IS
 'Public fields of keys (never secrets or digests). org_id: that organization''s keys (needs read). No org_id: your own user keys; a trusted caller sees all keys, or one user''s with user_id.';

@@ -14,3 +14,7 @@ RETURNS TABLE (valid boolean, code text, key_id uuid, org_id text, user_id text,
                retry_after interval)
 LANGUAGE c VOLATILE ROWS 1
 AS 'MODULE_PATHNAME', 'verify_api_key';
+
+-- Permission queries ($all/$any) and "*" grants: verify's documentation says so.
+COMMENT ON FUNCTION apikey.verify_api_key(text, jsonb) IS
+'Verify a presented key: one row for any input. code: VALID, KEY_NOT_FOUND, KEY_DISABLED, KEY_EXPIRED, INSUFFICIENT_PERMISSIONS, RATE_LIMITED, USAGE_EXCEEDED (checked in that order). required_permissions: an object of resources and actions (every one needed) or a query, {"$all": [...]} / {"$any": [...]}; a granted "*" grants every action on its resource. A VALID use spends one of remaining and counts toward the rate limit, atomically; remaining is what is left after this call; retry_after says when a refused key may succeed. Raises 22023 only for malformed required_permissions.';

@@ -7,9 +7,9 @@ use pgrx::prelude::*;
 use super::scan::{self, KeyRead};
 use crate::caller::as_owner;
 use crate::error;
-use crate::jsonb::{self, Jsonb, Value};
+use crate::jsonb::{self, Jsonb};
 use crate::keymat;
-use crate::permissions;
+use crate::permissions::Requirement;
 use crate::settings;
 use crate::storage;
 
@@ -35,24 +35,36 @@ impl Outcome {
 /// A `required_permissions` argument, checked once.
 pub struct Required {
     value: Jsonb,
-    is_empty: bool,
+    requirement: Requirement,
 }
 
 impl Required {
-    /// 22023 unless it has the documented shape. The shape is read from the jsonb value
-    /// itself; the value is used as it is.
+    /// 22023 unless it is a well-formed requirement (an object of resources and actions,
+    /// or an `$all`/`$any` query). The shape is read from the jsonb value itself; the
+    /// value is used as it is.
     pub fn check(value: Jsonb) -> Required {
-        let shape = value.value();
-        permissions::require_valid("required_permissions", &shape);
-        let is_empty = matches!(&shape, Value::Object(o) if o.is_empty());
-        Required { value, is_empty }
+        match Requirement::parse(&value.value()) {
+            Ok(requirement) => Required { value, requirement },
+            Err(why) => error::bad_arg(
+                format!("required_permissions is malformed: {why}"),
+                "Pass an object mapping each resource to an array of actions, e.g. '{\"files\": [\"read\"]}', \
+                 or a query such as '{\"$any\": [{\"files\": [\"write\"]}, {\"admin\": [\"*\"]}]}'.",
+            ),
+        }
     }
 
-    /// Every listed action granted (AND): jsonb containment, for this shape.
+    /// Whether the key's granted `permissions` meet the requirement. A plain object is
+    /// met when jsonb containment says so (decided in C, the common case); otherwise, and
+    /// for queries, the granted value is read and the requirement evaluated (`"*"` grants).
     fn granted_by(&self, permissions: Option<Jsonb>) -> bool {
         match permissions {
-            None => self.is_empty,
-            Some(granted) => jsonb::contains(granted, self.value),
+            Some(granted)
+                if self.requirement.is_plain() && jsonb::contains(granted, self.value) =>
+            {
+                true
+            }
+            Some(granted) => self.requirement.is_met_by(Some(&granted.value())),
+            None => self.requirement.is_met_by(None),
         }
     }
 }

@@ -623,6 +623,12 @@ class Num:
         self.text = text
 
 
+def parse_plain(text):
+    """A JSON text as plain Python values (numbers as numbers), duplicate keys: the last
+    wins, as in jsonb."""
+    return json.loads(text, parse_constant=lambda c: c)
+
+
 def parse(text):
     """A JSON text as a value tree, numbers kept as Num (duplicate keys: the last wins,
     as in jsonb)."""
@@ -635,7 +641,8 @@ SPECIAL_NUMBERS = ["123456789012345678901234567890", "18446744073709551617", "-1
 SPECIAL_STRINGS = ["", "é", "😀", "\u200b", "\u202e", "a\"b", "\\", "\n\t", "\u00e9\u0301", "\U0010fffd", "ﬀ"]
 POOL_RESOURCES = ["files", "mesa", "ünï", "a b"]
 POOL_ACTIONS = ["read", "write", "admin", "✓"]
-GRANTED = {"files": ["read", "write"], "mesa": ["admin"], "ünï": ["✓"], "a b": ["read"]}
+GRANTED = {"files": ["read", "write"], "mesa": ["admin"], "ünï": ["✓"], "a b": ["read"], "billing": ["*"]}
+POOL_RESOURCES.append("billing")
 
 
 def dump(value, rng):
@@ -706,9 +713,56 @@ def rand_permissions(rng):
 
 
 def valid_permissions(value):
+    """Granted permissions: {resource: [action, ...]}, resources not empty and not starting
+    with $ (which marks a query)."""
     return (isinstance(value, dict)
-            and all(k != "" and isinstance(v, list) and all(isinstance(a, str) and a != "" for a in v)
+            and all(k != "" and not k.startswith("$") and isinstance(v, list)
+                    and all(isinstance(a, str) and a != "" for a in v)
                     for k, v in value.items()))
+
+
+MAX_QUERY_DEPTH = 32
+
+
+def requirement(value, depth=0):
+    """The requirement a required_permissions value states, as a predicate over the granted
+    permissions (a dict, or None), or None when it is malformed (README: verify_api_key)."""
+    if not isinstance(value, dict):
+        return None
+    ops = [k for k in value if k.startswith("$")]
+    if not ops:
+        if not all(k != "" and isinstance(v, list) and all(isinstance(a, str) and a != "" for a in v)
+                   for k, v in value.items()):
+            return None
+        items = list(value.items())
+        return lambda granted: all(
+            granted is not None and isinstance(granted.get(r), list)
+            and all(a in granted[r] or "*" in granted[r] for a in acts)
+            for r, acts in items)
+    if len(value) != 1 or ops[0] not in ("$all", "$any") or depth + 1 > MAX_QUERY_DEPTH:
+        return None
+    operands = value[ops[0]]
+    if not isinstance(operands, list) or not operands:
+        return None
+    parts = [requirement(q, depth + 1) for q in operands]
+    if any(p is None for p in parts):
+        return None
+    combine = all if ops[0] == "$all" else any
+    return lambda granted: combine(p(granted) for p in parts)
+
+
+def rand_query(rng, depth):
+    """A $all/$any query over random permission objects (sometimes malformed)."""
+    op = rng.choice(["$all", "$any", "$all", "$any", "$none"])
+    if depth <= 0 or rng.random() < 0.4:
+        operands = [rand_permissions(rng) for _ in range(rng.randrange(0, 3))]
+    else:
+        operands = [rand_query(rng, depth - 1) if rng.random() < 0.5 else rand_permissions(rng)
+                    for _ in range(rng.randrange(1, 3))]
+    query = {op: operands}
+    if rng.random() < 0.05:
+        query["files"] = ["read"]                  # an operator beside a resource
+    return query
 
 
 def nested(levels, leaf):
@@ -726,6 +780,14 @@ METADATA_CASES = [
     '{"\\u00e9\\u0301": "\\ud83d\\ude00 \\u200b \\u202e", "esc": "\\"\\\\\\/\\b\\f\\n\\r\\t"}',
     '{"a": 1, "a": 2}', '{}', '{"": null}',
     '{"wide": [' + ", ".join(str(10 ** 30 + i) for i in range(200)) + ']}',
+]
+QUERY_CASES = [
+    '{"$all": [{"files": ["read"]}, {"mesa": ["admin"]}]}', '{"$any": [{"files": ["delete"]}, {"billing": ["refund"]}]}',
+    '{"$all": []}', '{"$any": {}}', '{"$none": [{}]}', '{"$all": [{}], "files": ["read"]}', '{"$any": [1]}',
+    '{"$all": [{"$any": [{"files": ["write"]}, {"x": ["y"]}]}, {"billing": ["*"]}]}',
+    '{"files": ["*"]}', '{"$files": ["read"]}',
+    "".join(['{"$all": ['] * 32) + '{"files": ["read"]}' + "]}" * 32,
+    "".join(['{"$all": ['] * 33) + '{"files": ["read"]}' + "]}" * 33,
 ]
 PERMISSIONS_CASES = [
     '{"files": ["read", "write"], "mesa": ["admin"]}', '{}', '{"files": []}',
@@ -775,33 +837,32 @@ def group_fuzz_json():
         _, granted_key = create_key(conn, permissions=granted_text)
         _, bare_key = create_key(conn)
 
-        # verify's required_permissions: VALID / INSUFFICIENT_PERMISSIONS, or 22023.
-        inputs = PERMISSIONS_CASES + [dump(rand_permissions(rng), rng) for _ in range(400)]
+        # verify's required_permissions: VALID / INSUFFICIENT_PERMISSIONS as the
+        # requirement says (objects, $all/$any queries, "*" grants), or 22023.
+        inputs = PERMISSIONS_CASES + QUERY_CASES + [dump(rand_permissions(rng), rng) for _ in range(300)]
+        inputs += [dump(rand_query(rng, 3), rng) for _ in range(200)]
         answered = {}
         for text in inputs:
-            shaped = valid_permissions(parse(text))
-            for key in (granted_key, bare_key, "ak_garbage"):
-                sql = ("SELECT v.code, %s::jsonb @> %s::jsonb, %s::jsonb = '{}' "
-                       "FROM apikey.verify_api_key(%s, %s::jsonb) v")
-                row = expect_outcome(conn, sql, (granted_text, text, text, key, text), shaped,
+            req = requirement(parse_plain(text))
+            for key, granted in ((granted_key, GRANTED), (bare_key, None), ("ak_garbage", None)):
+                sql = "SELECT v.code FROM apikey.verify_api_key(%s, %s::jsonb) v"
+                row = expect_outcome(conn, sql, (key, text), req is not None,
                                      "verify's required_permissions", text)
                 if row is None:
                     answered["22023"] = answered.get("22023", 0) + 1
                     continue
-                code, contained, empty = row
+                code = row[0]
                 if key == "ak_garbage":
                     expected = "KEY_NOT_FOUND"
-                elif key == granted_key:
-                    expected = "VALID" if contained else "INSUFFICIENT_PERMISSIONS"
                 else:
-                    expected = "VALID" if empty else "INSUFFICIENT_PERMISSIONS"
+                    expected = "VALID" if req(granted) else "INSUFFICIENT_PERMISSIONS"
                 if code != expected:
                     raise CheckFailed(f"verify's required_permissions {short(text)}: answered {code}, "
-                                      f"expected {expected} (granted {granted_text if key == granted_key else 'none'})")
+                                      f"expected {expected} (granted {json.dumps(granted)})")
                 answered[code] = answered.get(code, 0) + 1
         figure("fuzz-json required_permissions answers: " + ", ".join(f"{n} {c}" for c, n in sorted(answered.items())))
-        check(True, f"fuzz-json: {len(inputs)} required_permissions values answer as jsonb containment says, "
-                    "or 22023 exactly when malformed")
+        check(True, f"fuzz-json: {len(inputs)} required_permissions values (objects and $all/$any queries) "
+                    "answer as the requirement says, or 22023 exactly when malformed")
 
         # create_api_key's permissions: stored as given, or 22023.
         created = refused = 0

@@ -94,6 +94,9 @@ release_tree() {
     if [ "$(git -C "$tree" rev-parse HEAD 2>/dev/null)" != "$commit" ]; then
         rm -rf "$tree"
         git -C "$ROOT" worktree prune
+        # A shallow clone lacks the release's commit: deepen it from its origin first.
+        git -C "$ROOT" cat-file -e "$commit^{commit}" 2>/dev/null ||
+            git -C "$ROOT" fetch --quiet --unshallow 2>/dev/null || true
         git -C "$ROOT" cat-file -e "$commit^{commit}" 2>/dev/null ||
             fail "release $version: commit $commit is not in this clone (a shallow clone? fetch its history)"
         git -C "$ROOT" worktree add --detach --force "$tree" "$commit" >/dev/null 2>&1

@@ -34,29 +34,11 @@ fn race(role: &str, key: &str, per_client: usize) -> HashMap<String, usize> {
     counts
 }
 
-fn setup(t: &str) -> (postgres::Client, String) {
-    let mut su = superuser();
-    su.batch_execute(&format!("SELECT apikey.create_organization('{t}-org')"))
-        .unwrap();
-    let api = login_role(&mut su, t, "api");
-    (su, api)
-}
-
-fn create(su: &mut postgres::Client, t: &str, settings: &str) -> (String, String) {
-    let row = su
-        .query_one(
-            format!("SELECT key_id::text, key FROM apikey.create_api_key(org_id => '{t}-org', {settings})").as_str(),
-            &[],
-        )
-        .unwrap();
-    (row.get(0), row.get(1))
-}
-
 #[test]
 fn exactly_remaining_verifies_succeed_under_concurrency() {
     let t = "cquota";
-    let (mut su, api) = setup(t);
-    let (id, key) = create(&mut su, t, "remaining => 50");
+    let (mut su, api) = org_and_api_role(t);
+    let (id, key) = org_key(&mut su, t, "remaining => 50");
     let counts = race(&api, &key, 20);
     assert_eq!(counts.get("VALID"), Some(&50), "{counts:?}");
     assert_eq!(
@@ -77,8 +59,8 @@ fn exactly_remaining_verifies_succeed_under_concurrency() {
 #[test]
 fn exactly_rate_limit_max_admissions_under_concurrency() {
     let t = "crate";
-    let (mut su, api) = setup(t);
-    let (id, key) = create(
+    let (mut su, api) = org_and_api_role(t);
+    let (id, key) = org_key(
         &mut su,
         t,
         "rate_limit_max => 50, rate_limit_window => '1 hour'",
@@ -103,8 +85,8 @@ fn exactly_rate_limit_max_admissions_under_concurrency() {
 #[test]
 fn refill_happens_exactly_once_per_interval_under_concurrency() {
     let t = "crefill";
-    let (mut su, api) = setup(t);
-    let (id, key) = create(
+    let (mut su, api) = org_and_api_role(t);
+    let (id, key) = org_key(
         &mut su,
         t,
         "remaining => 0, refill_amount => 5, refill_interval => '1 hour'",
@@ -132,8 +114,8 @@ fn refill_happens_exactly_once_per_interval_under_concurrency() {
 #[test]
 fn quota_and_rate_limit_together_stay_exact() {
     let t = "cboth";
-    let (mut su, api) = setup(t);
-    let (id, key) = create(
+    let (mut su, api) = org_and_api_role(t);
+    let (id, key) = org_key(
         &mut su,
         t,
         "remaining => 30, rate_limit_max => 40, rate_limit_window => '1 hour'",
@@ -156,8 +138,8 @@ fn quota_and_rate_limit_together_stay_exact() {
 #[test]
 fn steady_traffic_is_admitted_again_when_the_window_ends() {
     let t = "csteady";
-    let (mut su, api) = setup(t);
-    let (_, key) = create(
+    let (mut su, api) = org_and_api_role(t);
+    let (_, key) = org_key(
         &mut su,
         t,
         "rate_limit_max => 2, rate_limit_window => '8 seconds'",
@@ -180,8 +162,8 @@ fn steady_traffic_is_admitted_again_when_the_window_ends() {
 #[test]
 fn async_usage_commit_is_opt_in_and_stays_exact() {
     let t = "casync";
-    let (mut su, api) = setup(t);
-    let (id, key) = create(&mut su, t, "remaining => 40");
+    let (mut su, api) = org_and_api_role(t);
+    let (id, key) = org_key(&mut su, t, "remaining => 40");
     let probe = "SELECT (SELECT code FROM apikey.verify_api_key($1)), current_setting('synchronous_commit')";
     let mut c = connect(&api);
     let row = c.query_one(probe, &[&key]).unwrap();

@@ -16,27 +16,6 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn setup(t: &str) -> (postgres::Client, String) {
-    let mut su = superuser();
-    su.batch_execute(&format!("SELECT apikey.create_organization('{t}-org')"))
-        .unwrap();
-    let api = login_role(&mut su, t, "api");
-    (su, api)
-}
-
-fn create(su: &mut postgres::Client, t: &str, settings: &str) -> (String, String) {
-    let row = su
-        .query_one(
-            format!(
-                "SELECT key_id::text, key FROM apikey.create_api_key(org_id => '{t}-org'{settings})"
-            )
-            .as_str(),
-            &[],
-        )
-        .unwrap();
-    (row.get(0), row.get(1))
-}
-
 /// A plain key verified in one session's open transaction (psycopg's default, a
 /// request-scoped transaction) holds its row for the `last_used_at` write; another
 /// session's verify of the same key must not wait for it.
@@ -44,13 +23,13 @@ fn create(su: &mut postgres::Client, t: &str, settings: &str) -> (String, String
 fn plain_verify_does_not_wait_on_an_open_transaction() {
     let _serial = one_at_a_time();
     let t = "lkopen";
-    let (mut su, api) = setup(t);
+    let (mut su, api) = org_and_api_role(t);
     // Every verify is due a last_used_at write.
     su.batch_execute(&format!(
         "ALTER ROLE \"{api}\" SET apikey.last_used_resolution = 0"
     ))
     .unwrap();
-    let (_, key) = create(&mut su, t, "");
+    let (_, key) = org_key(&mut su, t, "");
 
     let mut first = connect(&api);
     first.batch_execute("BEGIN").unwrap();
@@ -74,8 +53,8 @@ fn plain_verify_does_not_wait_on_an_open_transaction() {
 fn rolled_back_verify_gives_the_use_back() {
     let _serial = one_at_a_time();
     let t = "lkrollback";
-    let (mut su, api) = setup(t);
-    let (id, key) = create(&mut su, t, ", remaining => 5");
+    let (mut su, api) = org_and_api_role(t);
+    let (id, key) = org_key(&mut su, t, "remaining => 5");
     let mut c = connect(&api);
     c.batch_execute("BEGIN").unwrap();
     let left: i64 = c
@@ -106,9 +85,9 @@ fn rolled_back_verify_gives_the_use_back() {
 fn verify_and_reindex_do_not_deadlock() {
     let _serial = one_at_a_time();
     let t = "lkreindex";
-    let (mut su, api) = setup(t);
-    let (_, plain) = create(&mut su, t, "");
-    let (_, quota) = create(&mut su, t, ", remaining => 10");
+    let (mut su, api) = org_and_api_role(t);
+    let (_, plain) = org_key(&mut su, t, "");
+    let (_, quota) = org_key(&mut su, t, "remaining => 10");
     let mut warm = connect(&api);
     assert_eq!(verify_code(&mut warm, &plain), "VALID");
 
@@ -142,9 +121,9 @@ fn verify_and_reindex_do_not_deadlock() {
 fn maintenance_under_verify_load_raises_no_error() {
     let _serial = one_at_a_time();
     let t = "lkmaint";
-    let (mut su, api) = setup(t);
-    let (_, plain) = create(&mut su, t, "");
-    let (_, quota) = create(&mut su, t, ", remaining => 1000000");
+    let (mut su, api) = org_and_api_role(t);
+    let (_, plain) = org_key(&mut su, t, "");
+    let (_, quota) = org_key(&mut su, t, "remaining => 1000000");
     let deadline = Instant::now() + Duration::from_secs(4);
     let clients: Vec<_> = (0..4)
         .map(|i| {

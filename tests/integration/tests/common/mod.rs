@@ -103,3 +103,32 @@ pub fn verify_code(client: &mut Client, key: &str) -> String {
         .unwrap()
         .get(0)
 }
+
+/// A superuser connection and a LOGIN role `<test>_api`, with organization `<test>-org`.
+pub fn org_and_api_role(test: &str) -> (Client, String) {
+    let mut su = superuser();
+    su.batch_execute(&format!("SELECT apikey.create_organization('{test}-org')"))
+        .unwrap();
+    let api = login_role(&mut su, test, "api");
+    (su, api)
+}
+
+/// A key of `<test>-org` with `settings` (e.g. `"remaining => 5"`, or `""`), created by the
+/// superuser: (key_id as text, key).
+pub fn org_key(su: &mut Client, test: &str, settings: &str) -> (String, String) {
+    let settings = if settings.is_empty() {
+        String::new()
+    } else {
+        format!(", {settings}")
+    };
+    let row = su
+        .query_one(
+            format!(
+                "SELECT key_id::text, key FROM apikey.create_api_key(org_id => '{test}-org'{settings})"
+            )
+            .as_str(),
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
