@@ -64,16 +64,17 @@ fn update_api_key(
 
     let row = as_owner(|| {
         let cur = lock_for_change(&caller, key_id, now);
-        let merged = given.clone().merge(&clear, cur.settings);
+        let refill_restart = given.refill_interval.is_some();
+        let (mut changes, jsonb_changes) = given.audited();
+        let merged = given.merge(&clear, cur.settings);
         merged.validate_pairs();
         let row = storage::key_update(
             key_id,
             &merged,
             enabled.unwrap_or(cur.enabled),
-            given.refill_interval.is_some(),
+            refill_restart,
             now,
         );
-        let (mut changes, jsonb_changes) = given.audited();
         if let Some(e) = enabled {
             changes.insert("enabled".to_string(), json!(e));
         }
