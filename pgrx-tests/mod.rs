@@ -237,7 +237,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             config.as_deref(),
-            Some("apikey.audit_log,apikey.audit_log_id_seq,apikey.keys,apikey.member_role_actions,apikey.members,apikey.organizations")
+            Some("apikey.audit_log,apikey.audit_log_id_seq,apikey.keys,apikey.member_role_actions,apikey.members,apikey.organizations,apikey.owner_limits")
         );
     }
 
@@ -319,7 +319,187 @@ mod tests {
         required: Option<&str>,
         t: pgrx::datum::TimestampWithTimeZone,
     ) -> (String, Option<i64>, Option<pgrx::datum::Interval>) {
-        crate::verify::decide_for_test(key, required, t)
+        let (code, remaining, retry_after, _) = crate::verify::decide_for_test(key, required, 1, t);
+        (code, remaining, retry_after)
+    }
+
+    // ------------------------------------------------------------ metered APIs (0.2.0)
+
+    /// verify's answer: code, remaining, retry_after in µs, and each rate limit's
+    /// (name, scope, remaining).
+    type Metered = (
+        String,
+        Option<i64>,
+        Option<i128>,
+        Vec<(String, String, i64)>,
+    );
+
+    /// verify at instant `t` with `cost`.
+    fn meter_at(key: &str, cost: i64, t: pgrx::datum::TimestampWithTimeZone) -> Metered {
+        let (code, remaining, retry_after, limits) =
+            crate::verify::decide_for_test(key, None, cost, t);
+        let limits = limits
+            .map(|v| {
+                v.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| {
+                        (
+                            l["name"].as_str().unwrap().to_string(),
+                            l["scope"].as_str().unwrap().to_string(),
+                            l["remaining"].as_i64().unwrap(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (
+            code,
+            remaining,
+            retry_after.map(|iv| iv.as_micros()),
+            limits,
+        )
+    }
+
+    /// `calls` calls `every_ms` apart from `t0 + start_ms`, each must be VALID.
+    fn steady(key: &str, t0: i64, start_ms: i64, every_ms: i64, calls: i64, cost: i64) {
+        for i in 0..calls {
+            let t = start_ms + i * every_ms;
+            let (code, ..) = meter_at(key, cost, at(t0, t));
+            assert_eq!(code, "VALID", "call {i} at {t} ms");
+        }
+    }
+
+    #[pg_test]
+    fn steady_traffic_is_never_locked_out_by_a_named_limit() {
+        org("acme");
+        let (_, key) = limited_key(
+            r#"rate_limits => '[{"name": "burst", "limit": 2, "window": "1 second"},
+                               {"name": "tokens", "limit": 60, "window": "10 seconds", "unit": "cost"}]'"#,
+        );
+        let t0 = clock();
+        // Exactly the rate of both: 2 calls a second, 3 tokens each (60 per 10 s).
+        steady(&key, t0, 0, 500, 40, 3);
+        // One call too many inside a window: refused by burst, until its window ends.
+        let (code, _, retry, limits) = meter_at(&key, 3, at(t0, 19_750));
+        assert_eq!((code.as_str(), retry), ("RATE_LIMITED", Some(250_000)));
+        assert_eq!(limits[0], ("burst".into(), "key".into(), 0));
+        // ... and the refusal counted in neither limit: traffic goes on at the same rate.
+        steady(&key, t0, 20_000, 500, 20, 3);
+        // A cost that would pass the tokens limit is refused by tokens alone.
+        let (code, _, retry, limits) = meter_at(&key, 4, at(t0, 30_000));
+        assert_eq!(
+            code, "VALID",
+            "a new 10 s window starts at 30 s: {limits:?}"
+        );
+        let (code, _, retry2, _) = meter_at(&key, 57, at(t0, 30_500));
+        assert_eq!(code, "RATE_LIMITED");
+        assert_eq!(retry, None);
+        assert_eq!(
+            retry2,
+            Some(9_500_000),
+            "tokens' window ends 10 s after 30 s"
+        );
+    }
+
+    #[pg_test]
+    fn steady_traffic_is_never_locked_out_by_an_owner_limit() {
+        org("acme");
+        Spi::run(
+            r#"SELECT apikey.set_owner_limits(org_id => 'acme',
+                   rate_limits => '[{"name": "org", "limit": 4, "window": "2 seconds"}]')"#,
+        )
+        .unwrap();
+        let (_, a) = limited_key("name => 'a'");
+        let (_, b) = limited_key("name => 'b'");
+        let t0 = clock();
+        // Two keys share 4 calls per 2 s: alternating, one call every 500 ms in all.
+        for i in 0..40 {
+            let key = if i % 2 == 0 { &a } else { &b };
+            let (code, _, _, limits) = meter_at(key, 1, at(t0, i * 500));
+            assert_eq!(code, "VALID", "call {i}");
+            assert_eq!(limits[0].1, "owner");
+        }
+        let (code, _, retry, _) = meter_at(&a, 1, at(t0, 19_900));
+        assert_eq!((code.as_str(), retry), ("RATE_LIMITED", Some(100_000)));
+        steady(&b, t0, 20_000, 500, 8, 1);
+    }
+
+    #[pg_test]
+    fn key_and_owner_quotas_are_spent_together_or_not_at_all() {
+        org("acme");
+        Spi::run(
+            "SELECT apikey.set_owner_limits(org_id => 'acme', remaining => 10,
+                 refill_amount => 10, refill_interval => '1 hour')",
+        )
+        .unwrap();
+        let (id, key) = limited_key("remaining => 100");
+        let t0 = clock();
+        assert_eq!(meter_at(&key, 3, at(t0, 0)).1, Some(7), "the least left");
+        assert_eq!(meter_at(&key, 7, at(t0, 1)).1, Some(0));
+        let refused = meter_at(&key, 1, at(t0, 2));
+        assert_eq!((refused.0.as_str(), refused.1), ("USAGE_EXCEEDED", Some(0)));
+        assert!(
+            refused.2.unwrap() > 3_590_000_000,
+            "retry at the owner's refill"
+        );
+        assert_eq!(
+            stored_counts(id).0,
+            Some(90),
+            "the refusal spent none of the key's"
+        );
+        // The owner's refill comes an hour after the limits were set.
+        let (code, remaining, ..) = meter_at(&key, 4, at(t0, 3_600_001));
+        assert_eq!((code.as_str(), remaining), ("VALID", Some(6)));
+        assert_eq!(stored_counts(id).0, Some(86));
+        // The key's own quota refuses: the owner's is not spent.
+        Spi::run_with_args(
+            "SELECT apikey.update_api_key($1, remaining => 2)",
+            &[id.into()],
+        )
+        .unwrap();
+        assert_eq!(meter_at(&key, 3, at(t0, 3_600_002)).0, "USAGE_EXCEEDED");
+        let owner_left = Spi::get_one::<i64>(
+            "SELECT remaining FROM apikey.owner_limits WHERE owner_kind = 'org' AND owner_id = 'acme'",
+        )
+        .unwrap();
+        assert_eq!(owner_left, Some(6));
+        // cost 0 spends nothing and is admitted with nothing left.
+        assert_eq!(meter_at(&key, 0, at(t0, 3_600_003)).0, "VALID");
+    }
+
+    #[pg_test]
+    fn imported_keys_are_looked_up_only_while_some_are_in_use() {
+        org("acme");
+        assert!(!crate::verify::imported_keys_in_use());
+        assert_eq!(code_of("legacy-key-text"), "KEY_NOT_FOUND");
+        let id = Spi::get_one::<pgrx::Uuid>(
+            "SELECT apikey.import_api_key(sha256('legacy-key-text'), org_id => 'acme')",
+        )
+        .unwrap()
+        .unwrap();
+        // The next statement (here: the verify) sees the import, and the flag with it.
+        assert_eq!(code_of("legacy-key-text"), "VALID");
+        assert!(crate::verify::imported_keys_in_use());
+        Spi::run_with_args("SELECT apikey.revoke_api_key($1)", &[id.into()]).unwrap();
+        assert_eq!(code_of("legacy-key-text"), "KEY_NOT_FOUND");
+        assert!(!crate::verify::imported_keys_in_use());
+    }
+
+    #[pg_test]
+    fn owner_limits_apply_from_the_call_after_they_are_set() {
+        org("acme");
+        let (_, key) = limited_key("name => 'plain'");
+        let t0 = clock();
+        assert_eq!(meter_at(&key, 1, at(t0, 0)).1, None);
+        Spi::run("SELECT apikey.set_owner_limits(org_id => 'acme', remaining => 1)").unwrap();
+        assert_eq!(meter_at(&key, 1, at(t0, 1)).1, Some(0));
+        assert_eq!(meter_at(&key, 1, at(t0, 2)).0, "USAGE_EXCEEDED");
+        Spi::run("SELECT apikey.set_owner_limits(org_id => 'acme')").unwrap();
+        assert_eq!(
+            meter_at(&key, 1, at(t0, 3)),
+            ("VALID".into(), None, None, vec![])
+        );
     }
 
     fn stored_counts(id: pgrx::Uuid) -> (Option<i64>, Option<i32>) {
@@ -507,11 +687,11 @@ mod tests {
         assert_eq!(
             v,
             Value::Object(vec![
-                ("a".into(), Value::Number),
+                ("a".into(), Value::Number(format!("1{}", "0".repeat(400)))),
                 (
                     "b".into(),
                     Value::Array(vec![
-                        Value::Number,
+                        Value::Number("123456789012345678901234567890".into()),
                         Value::String("x".into()),
                         Value::Bool(true),
                         Value::Null
@@ -520,7 +700,7 @@ mod tests {
                 ("c".into(), Value::Object(vec![])),
             ])
         );
-        assert_eq!(parse("1e400").value(), Value::Number);
+        assert_eq!(parse("-0.50").value(), Value::Number("-0.50".into()));
         assert_eq!(parse(r#""s""#).value(), Value::String("s".into()));
         assert_eq!(parse("[]").value(), Value::Array(vec![]));
         assert!(parse("{}").is_object());
@@ -534,7 +714,7 @@ mod tests {
             depth += 1;
             v = items.pop().expect("one element per level");
         }
-        assert_eq!((depth, v), (2000, Value::Number));
+        assert_eq!((depth, v), (2000, Value::Number("1".into())));
     }
 
     /// What goes in comes out: create, read back and verify keep the caller's datum.
@@ -603,6 +783,10 @@ mod tests {
             (
                 "audit_key.sql",
                 include_str!("../sql/queries/audit_key.sql"),
+            ),
+            (
+                "key_import.sql",
+                include_str!("../sql/queries/key_import.sql"),
             ),
         ];
         for (name, sql) in files {

@@ -11,7 +11,9 @@
 #   4. the fault tests (tests/faults/run.sh) on 15 and 18, the majors that ship amcheck:
 #      kill -9 under load, hot standby, fuzzing, maintenance under load, open transactions;
 #   5. the application-client examples (tests/clients/run.sh) on 15: Python, Node, Rust and
-#      Java, directly and through PgBouncer in transaction mode;
+#      Java, directly and through PgBouncer in transaction mode; then the move from
+#      better-auth (tests/better_auth/run.sh): keys made by the real better-auth 1.7.5,
+#      imported by examples/migrate_from_better_auth.sql, verified by pg_apikey;
 #   6. the upgrade tests (tests/upgrade/run.sh): ALTER EXTENSION UPDATE from every earlier
 #      release built from its commit, schema equal to a fresh install; pg_upgrade of a
 #      database with pg_apikey from 15 to every newer major.
@@ -103,6 +105,8 @@ case " ${PG_MAJORS[*]} " in
     *" 15 "*)
         log "application clients: Python, Node, Rust, Java, directly and through PgBouncer (tests/clients/run.sh)"
         counted "$ROOT/tests/clients/run.sh"
+        log "PostgreSQL 15: moving from better-auth (tests/better_auth/run.sh)"
+        counted "$ROOT/tests/better_auth/run.sh"
         ;;
 esac
 
@@ -116,7 +120,9 @@ python=$(grep -Eo '^Ran [0-9]+ test' "$SUMMARY" | awk '{s += $2} END {print s + 
 upgrade=$(grep -Ec '^upgrade check ok: ' "$SUMMARY" || true)
 faults=$(grep -Ec '^fault check ok: ' "$SUMMARY" || true)
 clients=$(grep -Ec '^client check ok: ' "$SUMMARY" || true)
+better_auth=$(grep -Ec '^better-auth check ok: ' "$SUMMARY" || true)
 log "all pg_apikey tests passed on PostgreSQL ${PG_MAJORS[*]} in $(($(date +%s) - started)) s:" \
     "$rust Rust tests (unit, #[pg_test], integration), $regress pg_regress files," \
-    "$python schema-comparison unit tests, $faults fault checks, $clients client checks, $upgrade upgrade checks"
-echo "pg_apikey: $((rust + regress + python + faults + clients + upgrade)) passed, 0 failed"
+    "$python schema-comparison unit tests, $faults fault checks, $clients client checks," \
+    "$better_auth better-auth migration checks, $upgrade upgrade checks"
+echo "pg_apikey: $((rust + regress + python + faults + clients + better_auth + upgrade)) passed, 0 failed"

@@ -116,12 +116,22 @@ CREATE TABLE apikey.keys (
     -- Rotation links: the key this one replaced, and the key that replaced this one.
     rotated_from        uuid,
     replaced_by         uuid,
+    -- 0.2.0: named rate limits (the list as given) and each one's window, by position in
+    -- the list: what it has counted, and when it ends. Replacing the list starts them over.
+    rate_limits         jsonb,
+    rate_counts         bigint[],
+    rate_resets         timestamptz[],
+    -- 0.2.0: made by apikey.import_api_key from another system's digest (no checksum).
+    imported            boolean NOT NULL DEFAULT false,
     CHECK (org_id IS NOT NULL OR user_id IS NOT NULL),
     CHECK ((refill_amount IS NULL) OPERATOR(pg_catalog.=) (refill_interval IS NULL)),
     CHECK ((rate_limit_max IS NULL) OPERATOR(pg_catalog.=) (rate_limit_window IS NULL))
 );
 CREATE INDEX keys_org_id_idx ON apikey.keys (org_id) WHERE org_id IS NOT NULL;
 CREATE INDEX keys_user_id_idx ON apikey.keys (user_id) WHERE org_id IS NULL;
+-- Whether imported keys are still in use: verify looks a key that has no valid checksum
+-- up by digest only while this index has entries.
+CREATE INDEX keys_imported_idx ON apikey.keys (id) WHERE imported AND revoked_at IS NULL;
 COMMENT ON TABLE apikey.keys IS
     'API keys: digest, prefix and start only, never the plaintext. Reached through the apikey.* functions.';
 
@@ -150,8 +160,33 @@ CREATE TYPE apikey.key_info AS (
     created_by_identity text,
     updated_at          timestamptz,
     rotated_from        uuid,
-    replaced_by         uuid
+    replaced_by         uuid,
+    rate_limits         jsonb,
+    imported            boolean
 );
+
+-- 0.2.0: limits shared by every key of an owner — an organization's keys, or a user's own
+-- (user-owned) keys. Set with apikey.set_owner_limits. The same quota, refill and named
+-- rate limits as a key's, with their state; setting them again starts them over.
+CREATE TABLE apikey.owner_limits (
+    owner_kind      text NOT NULL
+                    CHECK (owner_kind OPERATOR(pg_catalog.=) 'org' OR owner_kind OPERATOR(pg_catalog.=) 'user'),
+    owner_id        text NOT NULL CHECK (owner_id OPERATOR(pg_catalog.<>) ''),
+    remaining       bigint CHECK (remaining OPERATOR(pg_catalog.>=) 0),
+    refill_amount   bigint CHECK (refill_amount OPERATOR(pg_catalog.>=) 0),
+    refill_interval interval,
+    last_refill_at  timestamptz,
+    rate_limits     jsonb,
+    rate_counts     bigint[],
+    rate_resets     timestamptz[],
+    set_at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    set_by_role     text NOT NULL,
+    set_by_identity text,
+    PRIMARY KEY (owner_kind, owner_id),
+    CHECK ((refill_amount IS NULL) OPERATOR(pg_catalog.=) (refill_interval IS NULL))
+);
+COMMENT ON TABLE apikey.owner_limits IS
+    'Quotas and rate limits shared by an owner''s keys. Write through apikey.set_owner_limits.';
 
 -- Every management action, with who did it and what changed (never a secret). Verify
 -- writes no rows here. Read it with apikey.list_audit_events.
@@ -173,7 +208,7 @@ COMMENT ON TABLE apikey.audit_log IS
 
 -- Closed to everyone but the owner: all access goes through the functions.
 REVOKE ALL ON TABLE apikey.organizations, apikey.member_role_actions, apikey.members, apikey.keys,
-    apikey.audit_log FROM PUBLIC;
+    apikey.audit_log, apikey.owner_limits FROM PUBLIC;
 REVOKE ALL ON SEQUENCE apikey.audit_log_id_seq FROM PUBLIC;
 
 -- pg_dump keeps keys, organizations, memberships and customised role mappings.
@@ -183,3 +218,4 @@ SELECT pg_catalog.pg_extension_config_dump('apikey.keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.member_role_actions', 'WHERE NOT is_default');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.owner_limits', '');

@@ -15,11 +15,11 @@ COMMENT ON FUNCTION apikey.set_role_action(text, text, boolean) IS
 COMMENT ON FUNCTION apikey.list_role_actions() IS
 'The role-to-action mapping in force: shipped defaults (is_default) and customisations over them.';
 
-COMMENT ON FUNCTION apikey.create_api_key(text, text, text, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval) IS
-'Create an API key and return it in plaintext, once. org_id: an organization key (trusted callers need no user; ordinary callers need a role allowing create). user_id alone: a user key (ordinary callers only for themselves). Policy fields (permissions, remaining, refill_*, rate_limit_*) need a trusted caller.';
+COMMENT ON FUNCTION apikey.create_api_key(text, text, text, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, jsonb) IS
+'Create an API key and return it in plaintext, once. org_id: an organization key (trusted callers need no user; ordinary callers need a role allowing create). user_id alone: a user key (ordinary callers only for themselves). Policy fields (permissions, remaining, refill_*, rate_limit_*, rate_limits) need a trusted caller. rate_limits: named limits, [{"name": "burst", "limit": 10, "window": "1 second"}, {"name": "daily", "limit": 50000, "window": "1 day", "unit": "cost"}]; the rate_limit_max/rate_limit_window pair is the limit named default.';
 
-COMMENT ON FUNCTION apikey.verify_api_key(text, jsonb) IS
-'Verify a presented key: one row for any input. code: VALID, KEY_NOT_FOUND, KEY_DISABLED, KEY_EXPIRED, INSUFFICIENT_PERMISSIONS, RATE_LIMITED, USAGE_EXCEEDED (checked in that order). required_permissions: an object of resources and actions (every one needed) or a query, {"$all": [...]} / {"$any": [...]}; a granted "*" grants every action on its resource. A VALID use spends one of remaining and counts toward the rate limit, atomically; remaining is what is left after this call; retry_after says when a refused key may succeed. Raises 22023 only for malformed required_permissions.';
+COMMENT ON FUNCTION apikey.verify_api_key(text, jsonb, integer) IS
+'Verify a presented key: one row for any input. code: VALID, KEY_NOT_FOUND, KEY_DISABLED, KEY_EXPIRED, INSUFFICIENT_PERMISSIONS, RATE_LIMITED, USAGE_EXCEEDED (checked in that order: rate limits, the key''s then its owner''s, before quotas). required_permissions: an object of resources and actions (every one needed) or a query, {"$all": [...]} / {"$any": [...]}; a granted "*" grants every action on its resource. cost (default 1, 0 or more): what a VALID call spends from every quota that applies, the key''s and its owner''s (apikey.set_owner_limits), all or nothing, exactly under concurrency; cost 0 spends and counts nothing. remaining: the least left among those quotas after this call; rate_limits: each rate limit in force after this call (name, scope, limit, remaining, reset_at), for X-RateLimit-* headers; retry_after: when a refused call may succeed. Keys imported with apikey.import_api_key verify by their original text. Raises 22023 only for malformed required_permissions or cost.';
 
 COMMENT ON FUNCTION apikey.list_api_keys(text, text) IS
 'Public fields of keys (never secrets or digests). org_id: that organization''s keys (needs read). No org_id: your own user keys; a trusted caller sees all keys, or one user''s with user_id.';
@@ -36,11 +36,20 @@ COMMENT ON FUNCTION apikey.delete_api_key(uuid) IS
 COMMENT ON FUNCTION apikey.delete_expired_api_keys() IS
 'Delete the expired keys the caller may delete (all of them for a trusted caller); returns how many.';
 
-COMMENT ON FUNCTION apikey.update_api_key(uuid, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, boolean, text[]) IS
-'Change a key''s settings: only the arguments given change; clear => ''{expires_at,...}'' sets fields back to NULL. Policy fields need a trusted caller; org keys need the update action. Applies to the very next verify.';
+COMMENT ON FUNCTION apikey.update_api_key(uuid, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, boolean, text[], jsonb) IS
+'Change a key''s settings: only the arguments given change; clear => ''{expires_at,...}'' sets fields back to NULL. rate_limits replaces the whole list of named limits (their windows start over). Policy fields need a trusted caller; org keys need the update action. Applies to the very next verify.';
 
 COMMENT ON FUNCTION apikey.rotate_api_key(uuid, interval) IS
 'Replace a key with a new one (new id and secret, same owner and settings), returned in plaintext once. The old key verifies for grace more (default 0), then answers KEY_EXPIRED; the two are linked by rotated_from/replaced_by.';
+
+COMMENT ON FUNCTION apikey.set_owner_limits(text, text, bigint, bigint, interval, jsonb) IS
+'Set the limits shared by every key of an organization (org_id), or by a user''s own keys (user_id): a quota (remaining, refill_amount every refill_interval) and named rate_limits, as for a key. Replaces the owner''s limits and starts their counts over; all NULL removes them. Trusted callers only. Recorded in the audit trail as owner_limits_set.';
+
+COMMENT ON FUNCTION apikey.get_owner_limits(text, text) IS
+'The limits shared by an owner''s keys and their state now: what is left of the quota, the next refill, and each rate limit''s remaining and reset_at. No row: the owner has none. Trusted callers, members whose role allows read in the organization, and a user for its own; P0002 for anyone else.';
+
+COMMENT ON FUNCTION apikey.import_api_key(bytea, text, text, text, text, text, boolean, timestamptz, jsonb, jsonb, bigint, bigint, interval, timestamptz, integer, interval, timestamptz, timestamptz) IS
+'Import a key made by another system by the SHA-256 digest (32 bytes) of its whole text, with its owner, settings and history; returns its id. It then verifies with its original text (while apikey.accept_imported_keys is on). Re-runnable: an already stored digest returns that key''s id and changes nothing. Trusted callers only. Recorded as key_imported.';
 
 COMMENT ON FUNCTION apikey.list_audit_events(text, timestamptz) IS
 'Management actions (organizations, members, role mapping, key create/update/rotate/revoke/delete) with the calling role, identity, time and what changed; never a secret. Trusted callers read all; an organization''s owners read its events.';

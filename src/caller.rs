@@ -106,9 +106,43 @@ fn claim_identity() -> Option<String> {
     identity_from_claim(claims.get(settings::identity_claim())?)
 }
 
+thread_local! {
+    /// Whether this database's pg_apikey was seen at this library's version (it only goes
+    /// up, so a match is kept; a mismatch is looked up again on the next call).
+    static SCHEMA_CURRENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// 55000 while the database's pg_apikey is older than this library: between installing a
+/// new release and `ALTER EXTENSION pg_apikey UPDATE`, verify keeps working (it serves the
+/// old schema) but the management functions need the new one.
+fn require_current_schema() {
+    if SCHEMA_CURRENT.with(std::cell::Cell::get) {
+        return;
+    }
+    let library = env!("CARGO_PKG_VERSION");
+    match crate::storage::extension_version() {
+        Some(v) if v == library => SCHEMA_CURRENT.with(|c| c.set(true)),
+        installed => crate::error::not_ready(
+            format!(
+                "this database's pg_apikey is {}, the library is {library}",
+                installed.as_deref().unwrap_or("not installed")
+            ),
+            "Run ALTER EXTENSION pg_apikey UPDATE (verify_api_key keeps working until then).",
+        ),
+    }
+}
+
 impl Caller {
-    /// The caller as it is at this moment. Call first thing in every entry point.
+    /// The caller as it is at this moment. Call first thing in every entry point (but
+    /// verify): it also checks that the database's schema is this library's.
     pub fn current() -> Caller {
+        require_current_schema();
+        Caller::current_unchecked()
+    }
+
+    /// [`Caller::current`] without the schema check, for `current_identity`, which reads
+    /// no table (RLS policies call it, and must keep working across an update).
+    pub fn current_unchecked() -> Caller {
         let (role, _) = current_role();
         let role_name = role_name(role);
         let trusted = is_trusted(role);

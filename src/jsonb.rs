@@ -92,22 +92,31 @@ unsafe fn string_of(v: &pg_sys::JsonbValue) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A numeric's text as `numeric_out` writes it: every digit, never an exponent.
+unsafe fn numeric_text(n: pg_sys::Numeric) -> String {
+    let text =
+        pgrx::direct_function_call::<&std::ffi::CStr>(pg_sys::numeric_out, &[Some(Datum::from(n))]);
+    text.map(|t| t.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 unsafe fn scalar_of(v: &pg_sys::JsonbValue) -> Value {
     match v.type_ {
         pg_sys::jbvType::jbvString => Value::String(string_of(v)),
-        pg_sys::jbvType::jbvNumeric => Value::Number,
+        pg_sys::jbvType::jbvNumeric => Value::Number(numeric_text(v.val.numeric)),
         pg_sys::jbvType::jbvBool => Value::Bool(v.val.boolean),
         _ => Value::Null,
     }
 }
 
-/// The structure of a jsonb value. Numbers carry no value: shape checks never need one,
-/// and nothing built from a `Value` is ever stored.
+/// The structure of a jsonb value. Numbers carry PostgreSQL's own text of the numeric
+/// (exact at any size), for the settings that need a count; nothing built from a `Value`
+/// is ever stored.
 #[derive(Debug, PartialEq)]
 pub enum Value {
     Null,
     Bool(bool),
-    Number,
+    Number(String),
     String(String),
     Array(Vec<Value>),
     Object(Vec<(String, Value)>),
@@ -119,7 +128,7 @@ impl Value {
         match self {
             Value::Null => "null",
             Value::Bool(_) => "a boolean",
-            Value::Number => "a number",
+            Value::Number(_) => "a number",
             Value::String(_) => "a string",
             Value::Array(_) => "an array",
             Value::Object(_) => "an object",
@@ -213,7 +222,7 @@ impl From<serde_json::Value> for Value {
         match v {
             serde_json::Value::Null => Value::Null,
             serde_json::Value::Bool(b) => Value::Bool(b),
-            serde_json::Value::Number(_) => Value::Number,
+            serde_json::Value::Number(n) => Value::Number(n.to_string()),
             serde_json::Value::String(s) => Value::String(s),
             serde_json::Value::Array(a) => Value::Array(a.into_iter().map(Value::from).collect()),
             serde_json::Value::Object(o) => {

@@ -143,6 +143,7 @@ key_settings! {
     refill_interval: Interval = INTERVALOID, policy = true;
     rate_limit_max: i32 = INT4OID, policy = true;
     rate_limit_window: Interval = INTERVALOID, policy = true;
+    rate_limits: Jsonb = JSONBOID, policy = true;
 }
 
 /// The policy fields' names, for messages.
@@ -225,6 +226,9 @@ impl Settings {
             error::bad_arg("rate_limit_max must be positive", "Pass 1 or more.");
         }
         require_positive("rate_limit_window", self.rate_limit_window, "'1 minute'");
+        if let Some(list) = self.rate_limits {
+            crate::rate_limits::parse("rate_limits", list);
+        }
     }
 
     /// Checks of the settings a key ends up with: the pairs that go together.
@@ -240,6 +244,14 @@ impl Settings {
                 "rate_limit_max and rate_limit_window go together",
                 "Pass both (e.g. rate_limit_max => 100, rate_limit_window => '1 minute') or neither.",
             );
+        }
+        if let (Some(_), Some(list)) = (self.rate_limit_max, self.rate_limits) {
+            if crate::rate_limits::names_default(&crate::rate_limits::parse("rate_limits", list)) {
+                error::bad_arg(
+                    "rate_limits names a limit \"default\", and rate_limit_max/rate_limit_window is that limit too",
+                    "Give the limit named default one way: either the rate_limit_max/rate_limit_window pair or an element of rate_limits.",
+                );
+            }
         }
     }
 }

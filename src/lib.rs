@@ -5,6 +5,8 @@
 //! - [`keymat`]: key material — format, CSPRNG secret, CRC32 checksum, SHA-256 digest.
 //! - [`jsonb`]: jsonb values kept exactly (datums, never text), and their shapes.
 //! - [`permissions`]: the shape of `permissions` JSON and the AND check.
+//! - [`meter`]: what one call does to the quotas and rate limits that apply (pure rules).
+//! - [`rate_limits`]: the `rate_limits` list of named limits, checked.
 //! - [`settings`]: the `apikey.*` configuration parameters (all SUSET).
 //! - [`error`]: errors with the contract's SQLSTATEs, a `pg_apikey:` message and a hint.
 //! - [`caller`]: who is calling (trusted or ordinary), and running as the extension's owner.
@@ -23,7 +25,9 @@ pub mod jsonb;
 pub mod key_settings;
 pub mod keymat;
 pub mod membership;
+pub mod meter;
 pub mod permissions;
+pub mod rate_limits;
 pub mod settings;
 pub mod storage;
 pub mod verify;

@@ -18,6 +18,7 @@ pub static DEFAULT_PREFIX: GucSetting<Option<CString>> =
 
 pub static LAST_USED_RESOLUTION: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static USAGE_SYNCHRONOUS_COMMIT: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static ACCEPT_IMPORTED_KEYS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static GATEWAY_ROLES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static IDENTITY_CLAIM: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"sub"));
@@ -58,6 +59,14 @@ pub fn init() {
         c"Whether a verify that records usage waits for its WAL flush (default on: exact and durable).",
         c"off: a verify that writes usage (quota, rate window, last_used_at) in a single-statement transaction commits asynchronously. A crash can then lose up to 3 x wal_writer_delay of recorded usage, so a key may be over-admitted by the verifies of that window. Never applies inside an explicit transaction block.",
         &USAGE_SYNCHRONOUS_COMMIT,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"apikey.accept_imported_keys",
+        c"Whether verify accepts keys imported from another system by their original text.",
+        c"While keys made by apikey.import_api_key are in use (not revoked or deleted), a key without a valid pg_apikey checksum is looked up by its SHA-256 digest. off: such keys are refused without a lookup, as when no imported keys exist.",
+        &ACCEPT_IMPORTED_KEYS,
         GucContext::Suset,
         GucFlags::default(),
     );

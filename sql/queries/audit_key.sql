@@ -7,7 +7,7 @@ SELECT $1, k.org_id, k.id, $3, $4,
            k.expires_at, k.permissions, k.metadata, k.remaining, k.refill_amount,
            k.refill_interval, k.rate_limit_max, k.rate_limit_window, k.created_at,
            k.last_used_at, k.revoked_at, k.created_by_role, k.created_by_identity,
-           k.updated_at, k.rotated_from, k.replaced_by)::apikey.key_info))
+           k.updated_at, k.rotated_from, k.replaced_by, k.rate_limits, k.imported)::apikey.key_info))
        || coalesce($5, '{}'::jsonb)
        || CASE WHEN coalesce(cardinality($6), 0) = 0 THEN '{}'::jsonb
                ELSE jsonb_build_object('changes',

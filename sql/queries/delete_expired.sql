@@ -9,7 +9,7 @@ WITH gone AS (
            k.expires_at, k.permissions, k.metadata, k.remaining, k.refill_amount,
            k.refill_interval, k.rate_limit_max, k.rate_limit_window, k.created_at,
            k.last_used_at, k.revoked_at, k.created_by_role, k.created_by_identity,
-           k.updated_at, k.rotated_from, k.replaced_by)::apikey.key_info AS info
+           k.updated_at, k.rotated_from, k.replaced_by, k.rate_limits, k.imported)::apikey.key_info AS info
 )
 INSERT INTO apikey.audit_log (action, org_id, key_id, actor_role, actor_identity, details)
 SELECT 'key_deleted', g.org_id, g.id, $4, $5,

@@ -4,7 +4,7 @@ SELECT k.org_id, k.user_id, k.revoked_at IS NOT NULL AS revoked,
            k.expires_at, k.permissions, k.metadata, k.remaining, k.refill_amount,
            k.refill_interval, k.rate_limit_max, k.rate_limit_window, k.created_at,
            k.last_used_at, k.revoked_at, k.created_by_role, k.created_by_identity,
-           k.updated_at, k.rotated_from, k.replaced_by)::apikey.key_info AS info
+           k.updated_at, k.rotated_from, k.replaced_by, k.rate_limits, k.imported)::apikey.key_info AS info
   FROM apikey.keys k
  WHERE k.org_id IS NULL AND k.user_id = $1
  ORDER BY k.created_at, k.id;

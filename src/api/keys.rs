@@ -11,6 +11,7 @@ use crate::error;
 use crate::jsonb::Jsonb;
 use crate::key_settings::Settings;
 use crate::storage;
+use crate::verify::announce_change;
 
 /// Create an API key. The plaintext key is returned here and never again.
 #[allow(clippy::too_many_arguments)]
@@ -31,6 +32,7 @@ fn create_api_key(
     refill_interval: default!(Option<Interval>, "NULL"),
     rate_limit_max: default!(Option<i32>, "NULL"),
     rate_limit_window: default!(Option<Interval>, "NULL"),
+    rate_limits: default!(Option<Jsonb>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -50,6 +52,7 @@ fn create_api_key(
         name!(rate_limit_max, Option<i32>),
         name!(rate_limit_window, Option<Interval>),
         name!(created_at, TimestampWithTimeZone),
+        name!(rate_limits, Option<Jsonb>),
     ),
 > {
     let caller = Caller::current();
@@ -63,6 +66,7 @@ fn create_api_key(
         refill_interval,
         rate_limit_max,
         rate_limit_window,
+        rate_limits,
     };
     authz::forbid_policy_fields(&caller, settings.sets_policy_field());
     settings.validate_values();
@@ -151,6 +155,8 @@ fn revoke_api_key(
         }
         row
     });
+    // It may have been the last imported key in use.
+    announce_change(c"keys");
     match row {
         Some(row) => SetOfIterator::once(row.info),
         None => error::key_not_found(),
@@ -169,6 +175,7 @@ fn delete_api_key(key_id: Option<Uuid>) {
             error::key_not_found();
         }
     });
+    announce_change(c"keys");
 }
 
 /// Delete every expired key the caller may delete; returns how many.

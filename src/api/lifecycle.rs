@@ -31,6 +31,7 @@ fn update_api_key(
     rate_limit_window: default!(Option<Interval>, "NULL"),
     enabled: default!(Option<bool>, "NULL"),
     clear: default!(Option<Vec<Option<String>>>, "NULL"),
+    rate_limits: default!(Option<Jsonb>, "NULL"),
 ) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
     let caller = Caller::current();
     let key_id = require_key_id(key_id);
@@ -44,6 +45,7 @@ fn update_api_key(
         refill_interval,
         rate_limit_max,
         rate_limit_window,
+        rate_limits,
     };
     let clear: Vec<String> = clear.unwrap_or_default().into_iter().flatten().collect();
     key_settings::require_clearable(&clear);
@@ -133,6 +135,7 @@ fn rotate_api_key(
         name!(rate_limit_max, Option<i32>),
         name!(rate_limit_window, Option<Interval>),
         name!(created_at, TimestampWithTimeZone),
+        name!(rate_limits, Option<Jsonb>),
     ),
 > {
     let caller = Caller::current();
@@ -156,9 +159,17 @@ fn rotate_api_key(
         if cur.expired {
             error::not_ready("the key has expired", "Create a new key instead.");
         }
-        let made = generate_key(&cur.prefix);
+        // An imported key's prefix may not be one of pg_apikey's (or there is none): its
+        // successor gets the default prefix then.
+        let prefix = if crate::keymat::is_valid_prefix(&cur.prefix) {
+            cur.prefix.clone()
+        } else {
+            super::check_prefix(None)
+        };
+        let made = generate_key(&prefix);
         let (created, old_expires) = storage::key_rotate(
             key_id,
+            &prefix,
             &made.digest,
             &made.start,
             &caller.actor(),

@@ -1,6 +1,7 @@
 //! The SQL-facing functions of the contract (`docs/sql-contract.md`), by concern:
 //! [`orgs`] organizations, members and role actions; [`keys`] creating, reading and
-//! removing keys; [`lifecycle`] updating and rotating them; [`audit`] the audit trail.
+//! removing keys; [`lifecycle`] updating and rotating them; [`limits`] limits shared by
+//! an owner's keys; [`import`] keys made by another system; [`audit`] the audit trail.
 //! (`verify_api_key` is [`crate::verify`].)
 //!
 //! Each one: (1) decides on the calling role ([`Caller::current`]); (2) checks the
@@ -21,8 +22,10 @@ use crate::settings;
 use crate::storage;
 
 mod audit;
+mod import;
 mod keys;
 mod lifecycle;
+mod limits;
 mod orgs;
 
 // ---------------------------------------------------------------- argument checks
@@ -83,6 +86,7 @@ pub(crate) type CreatedOut = (
     Option<i32>,
     Option<Interval>,
     TimestampWithTimeZone,
+    Option<Jsonb>,
 );
 
 pub(crate) fn created_row(made: keymat::NewKey, c: storage::CreatedKey) -> CreatedOut {
@@ -103,6 +107,7 @@ pub(crate) fn created_row(made: keymat::NewKey, c: storage::CreatedKey) -> Creat
         c.settings.rate_limit_max,
         c.settings.rate_limit_window,
         c.created_at,
+        c.settings.rate_limits,
     )
 }
 

@@ -4,8 +4,8 @@ use pgrx::spi::SpiTupleTable;
 use pgrx::Uuid;
 
 use super::{
-    col, one, req, run, stmt, Actor, Stmt, BOOL, BYTEA, INTERVAL, TEXT, TEXT_ARRAY, TIMESTAMPTZ,
-    UUID,
+    col, one, req, run, stmt, Actor, Stmt, BOOL, BYTEA, INT4, INT8, INTERVAL, JSONB, TEXT,
+    TEXT_ARRAY, TIMESTAMPTZ, UUID,
 };
 use crate::key_settings::{with_settings, Settings};
 use pgrx::pg_sys::Oid;
@@ -48,7 +48,7 @@ pub struct NewKeyRow<'a> {
 }
 
 /// digest, prefix, start, org_id, user_id, the settings, created_by_role and _identity.
-const KEY_INSERT_ARGS: [Oid; 16] = with_settings(&[BYTEA, TEXT, TEXT, TEXT, TEXT], &[TEXT, TEXT]);
+const KEY_INSERT_ARGS: [Oid; 17] = with_settings(&[BYTEA, TEXT, TEXT, TEXT, TEXT], &[TEXT, TEXT]);
 static KEY_INSERT: Stmt = Stmt {
     sql: include_str!("../../sql/queries/key_insert.sql"),
     args: &KEY_INSERT_ARGS,
@@ -238,7 +238,7 @@ pub fn key_settings_for_update(key_id: Uuid, now: TimestampWithTimeZone) -> Opti
 }
 
 /// key_id, the settings, enabled, whether the refill restarts, now.
-const KEY_UPDATE_ARGS: [Oid; 13] = with_settings(&[UUID], &[BOOL, BOOL, TIMESTAMPTZ]);
+const KEY_UPDATE_ARGS: [Oid; 14] = with_settings(&[UUID], &[BOOL, BOOL, TIMESTAMPTZ]);
 static KEY_UPDATE: Stmt = Stmt {
     sql: include_str!("../../sql/queries/key_update.sql"),
     args: &KEY_UPDATE_ARGS,
@@ -270,13 +270,14 @@ pub struct CreatedKey {
     pub created_at: TimestampWithTimeZone,
 }
 
-static KEY_ROTATE: Stmt = stmt!("key_rotate.sql", [UUID, BYTEA, TEXT, TEXT, TEXT]);
+static KEY_ROTATE: Stmt = stmt!("key_rotate.sql", [UUID, BYTEA, TEXT, TEXT, TEXT, TEXT]);
 static KEY_MARK_ROTATED: Stmt = stmt!("key_mark_rotated.sql", [UUID, UUID, TIMESTAMPTZ, INTERVAL]);
 
 /// A new key with the old one's owner and settings, linked both ways; the old key
 /// expires `grace` after `now`. Returns the new key's columns and the old key's expiry.
 pub fn key_rotate(
     old: Uuid,
+    prefix: &str,
     digest: &[u8],
     start: &str,
     by: &Actor<'_>,
@@ -289,6 +290,7 @@ pub fn key_rotate(
         start.into(),
         by.role.into(),
         by.identity.into(),
+        prefix.into(),
     ];
     let created = run(&KEY_ROTATE, &args, |t| {
         let r = t
@@ -310,4 +312,81 @@ pub fn key_rotate(
     )
     .expect("the old key was locked for this rotation");
     (created, old_expires)
+}
+
+// ---------------------------------------------------------------- import
+
+/// Everything `import_api_key` stores.
+pub struct ImportedKeyRow<'a> {
+    pub digest: &'a [u8],
+    pub prefix: &'a str,
+    pub start: &'a str,
+    pub org_id: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub enabled: bool,
+    pub settings: &'a Settings,
+    pub last_refill_at: Option<TimestampWithTimeZone>,
+    pub created_at: Option<TimestampWithTimeZone>,
+    pub last_used_at: Option<TimestampWithTimeZone>,
+}
+
+static KEY_IMPORT: Stmt = stmt!(
+    "key_import.sql",
+    [
+        BYTEA,
+        TEXT,
+        TEXT,
+        TEXT,
+        TEXT,
+        TEXT,
+        BOOL,
+        TIMESTAMPTZ,
+        JSONB,
+        JSONB,
+        INT8,
+        INT8,
+        INTERVAL,
+        TIMESTAMPTZ,
+        INT4,
+        INTERVAL,
+        TIMESTAMPTZ,
+        TIMESTAMPTZ,
+        TEXT,
+        TEXT
+    ]
+);
+static KEY_ID_BY_DIGEST: Stmt = stmt!("key_id_by_digest.sql", [BYTEA]);
+
+/// Store an imported key with its `key_imported` audit row: `(id, true)`; or, when its
+/// digest is already stored, that key's id and `false` (nothing is written).
+pub fn key_import(k: ImportedKeyRow<'_>, by: &Actor<'_>) -> (Uuid, bool) {
+    let s = k.settings;
+    let args = [
+        k.digest.into(),
+        k.prefix.into(),
+        k.start.into(),
+        k.org_id.into(),
+        k.user_id.into(),
+        s.name.clone().into(),
+        k.enabled.into(),
+        s.expires_at.into(),
+        s.permissions.into(),
+        s.metadata.into(),
+        s.remaining.into(),
+        s.refill_amount.into(),
+        s.refill_interval.into(),
+        k.last_refill_at.into(),
+        s.rate_limit_max.into(),
+        s.rate_limit_window.into(),
+        k.created_at.into(),
+        k.last_used_at.into(),
+        by.role.into(),
+        by.identity.into(),
+    ];
+    if let Some(id) = one::<Uuid>(&KEY_IMPORT, &args) {
+        return (id, true);
+    }
+    let id = one::<Uuid>(&KEY_ID_BY_DIGEST, &[k.digest.into()])
+        .expect("a digest that conflicted on insert is stored");
+    (id, false)
 }

@@ -2,7 +2,8 @@
 //! `sql/queries/` (a DBA reads them as SQL), each loaded with `include_str!` beside the
 //! function that runs it, by concern: [`orgs`] organizations, members, roles and the
 //! application's membership functions; [`keys`] keys, their use and their lifecycle;
-//! [`audit`] the audit trail. Columns are read by name.
+//! [`audit`] the audit trail; [`metering`] the quotas and rate limits verify spends,
+//! a key's and its owner's. Columns are read by name.
 //!
 //! Statements are prepared once per backend and kept (`SPI_keepplan`), so a call costs an
 //! execution, not a parse and plan. PostgreSQL re-plans a kept statement by itself when a
@@ -23,6 +24,7 @@ use pgrx::{pg_sys, PgOid};
 
 mod audit;
 mod keys;
+pub mod metering;
 mod orgs;
 
 pub use audit::*;
@@ -129,6 +131,14 @@ fn one<T: FromDatum + IntoDatum>(stmt: &'static Stmt, args: &[DatumWithOid<'_>])
             t.first().get_one::<T>().ok().flatten()
         }
     })
+}
+
+static EXTENSION_VERSION: Stmt = stmt!("extension_version.sql", []);
+
+/// The version of pg_apikey installed in this database, if any (a catalog every role
+/// reads: no need to run as the owner).
+pub fn extension_version() -> Option<String> {
+    one(&EXTENSION_VERSION, &[])
 }
 
 /// The value of column `name` of `row` (NULL: `None`).

@@ -9,9 +9,11 @@ use crate::caller::as_owner;
 use crate::error;
 use crate::jsonb::{self, Jsonb};
 use crate::keymat;
+use crate::meter;
 use crate::permissions::Requirement;
 use crate::settings;
 use crate::storage;
+use crate::storage::metering::{self, Metered, Owner, Schema, Scope};
 
 /// The outcome of one verify.
 pub struct Outcome {
@@ -19,17 +21,61 @@ pub struct Outcome {
     pub key: Option<KeyRead>,
     pub remaining: Option<i64>,
     pub retry_after: Option<Interval>,
+    /// One object per rate limit in force (the `rate_limits` column); `None`: none.
+    pub rate_limits: Option<serde_json::Value>,
 }
 
 impl Outcome {
     fn not_found() -> Outcome {
+        Outcome::of(None, "KEY_NOT_FOUND")
+    }
+
+    fn of(key: Option<KeyRead>, code: &'static str) -> Outcome {
         Outcome {
-            code: "KEY_NOT_FOUND",
-            key: None,
+            code,
+            key,
             remaining: None,
             retry_after: None,
+            rate_limits: None,
         }
     }
+}
+
+/// A `cost` argument, checked: 22023 unless it is 0 or more.
+pub fn check_cost(cost: Option<i32>) -> i64 {
+    match cost {
+        Some(c) if c >= 0 => i64::from(c),
+        Some(c) => error::bad_arg(
+            format!("cost must be 0 or more, not {c}"),
+            "Pass what this call spends from every quota that applies, e.g. cost => 3; 0 spends nothing.",
+        ),
+        None => error::bad_arg(
+            "cost must not be NULL",
+            "Leave cost out for 1, or pass what this call spends.",
+        ),
+    }
+}
+
+/// Keys imported from another system are looked up by the digest of their text only
+/// up to this length; anything longer cannot be one of them.
+const MAX_IMPORTED_KEY_LEN: usize = 512;
+
+/// The stored key that `key` names, if any. A key with pg_apikey's shape and checksum is
+/// looked up by its digest; one without is refused without touching a table, unless
+/// imported keys are in use and accepted (then it is looked up by digest too).
+fn find(key: Option<&str>, probe: impl FnOnce(&[u8; 32]) -> Option<KeyRead>) -> Option<KeyRead> {
+    let key = key?;
+    if let Some(digest) = keymat::check(key) {
+        return probe(&digest);
+    }
+    if key.is_empty()
+        || key.len() > MAX_IMPORTED_KEY_LEN
+        || !settings::ACCEPT_IMPORTED_KEYS.get()
+        || !scan::imported_keys_exist()
+    {
+        return None;
+    }
+    probe(&keymat::digest(key.as_bytes()))
 }
 
 /// A `required_permissions` argument, checked once.
@@ -69,104 +115,171 @@ impl Required {
     }
 }
 
-/// How many times a refused limited key is re-tried when the reason for the refusal has
-/// vanished by the time it is looked up (another transaction changed the key).
-const CONSUME_ATTEMPTS: usize = 3;
-
-/// The whole verify decision at instant `now` (a parameter so that tests can pin time).
+/// The whole verify decision at instant `now` (a parameter so that tests can pin time)
+/// for a call that spends `cost` (checked by [`check_cost`]).
 pub fn decide(
     key: Option<&str>,
     required: Option<&Required>,
+    cost: i64,
     now: TimestampWithTimeZone,
     probe: impl FnOnce(&[u8; 32]) -> Option<KeyRead>,
 ) -> Outcome {
     // Shape and checksum first: a mistyped or made-up key never reaches a table.
-    let Some(digest) = key.and_then(keymat::check) else {
-        return Outcome::not_found();
-    };
-    let Some(k) = probe(&digest) else {
+    let Some(k) = find(key, probe) else {
         return Outcome::not_found();
     };
     if k.revoked() {
         return Outcome::not_found();
     }
     let now_tz = pg_sys::TimestampTz::from(now);
-    let enabled = k.enabled();
     let expired = k.expires_at().is_some_and(|t| t <= now_tz);
-    let permitted = required.is_none_or(|r| r.granted_by(k.permissions()));
-    let remaining = k.remaining();
-    let limited = remaining.is_some() || k.has_rate_limit();
-
-    let code = if !enabled {
-        "KEY_DISABLED"
-    } else if expired {
-        "KEY_EXPIRED"
-    } else if !permitted {
-        "INSUFFICIENT_PERMISSIONS"
-    } else if limited {
-        return consume(k, now);
-    } else {
-        let resolution = settings::last_used_resolution_micros();
-        let touch_due = k.last_used_at().is_none_or(|t| t <= now_tz - resolution);
-        if touch_due && !scan::read_only() {
-            relax_commit_for_usage();
-            settings::with_pinned_search_path(|| {
-                as_owner(|| storage::key_touch(k.id(), now, Interval::from_micros(resolution)))
-            });
-        }
-        "VALID"
+    // Refused before any limit is looked at: remaining is the key's own, as stored.
+    let refused = |k: KeyRead, code| Outcome {
+        remaining: k.remaining(),
+        ..Outcome::of(Some(k), code)
     };
-    Outcome {
-        code,
-        key: Some(k),
-        remaining,
-        retry_after: None,
+    if !k.enabled() {
+        refused(k, "KEY_DISABLED")
+    } else if expired {
+        refused(k, "KEY_EXPIRED")
+    } else if !required.is_none_or(|r| r.granted_by(k.permissions())) {
+        refused(k, "INSUFFICIENT_PERMISSIONS")
+    } else if k.is_limited() || scan::owner_limits_exist() {
+        settings::with_pinned_search_path(|| as_owner(|| metered(k, cost, now)))
+    } else {
+        touch(&k, now);
+        Outcome::of(Some(k), "VALID")
     }
 }
 
-/// Spend one use of a key with a quota or rate limit, or say why not.
-fn consume(k: KeyRead, now: TimestampWithTimeZone) -> Outcome {
-    require_writable();
-    relax_commit_for_usage();
-    let key_id = k.id();
-    settings::with_pinned_search_path(|| {
-        as_owner(|| {
-            let mut outcome = Outcome {
-                code: "USAGE_EXCEEDED",
-                key: None,
-                remaining: Some(0),
-                retry_after: None,
-            };
-            for _ in 0..CONSUME_ATTEMPTS {
-                if let Some(left) = storage::key_consume(key_id, now) {
-                    (outcome.code, outcome.remaining) = ("VALID", left);
-                    break;
+/// Record a use that spends nothing: `last_used_at`, at most once per
+/// `apikey.last_used_resolution`, never waiting, never in a read-only transaction.
+fn touch(k: &KeyRead, now: TimestampWithTimeZone) {
+    let resolution = settings::last_used_resolution_micros();
+    let now_tz = pg_sys::TimestampTz::from(now);
+    let touch_due = k.last_used_at().is_none_or(|t| t <= now_tz - resolution);
+    if touch_due && !scan::read_only() {
+        relax_commit_for_usage();
+        settings::with_pinned_search_path(|| {
+            as_owner(|| storage::key_touch(k.id(), now, Interval::from_micros(resolution)))
+        });
+    }
+}
+
+/// The owner whose limits apply to a key: its organization, or for a user-owned key its
+/// user.
+fn owner_of(k: &KeyRead) -> Option<(&'static str, String)> {
+    match (k.org_id(), k.user_id()) {
+        (Some(org), _) => Some(("org", org)),
+        (None, Some(user)) => Some(("user", user)),
+        (None, None) => None,
+    }
+}
+
+/// A call of `cost` by a key that has limits, or whose owner may have. The key's and the
+/// owner's limits are read — locked when the call will write: the key first, then the
+/// owner, in every verify, so that two verifies never wait on each other in opposite
+/// orders — decided together by [`meter::decide`], and written back only when the call
+/// is admitted. A call of cost 0 writes nothing, so it takes no lock either.
+fn metered(k: KeyRead, cost: i64, now: TimestampWithTimeZone) -> Outcome {
+    let owner_id = owner_of(&k).filter(|_| scan::owner_limits_exist());
+    let owner = owner_id.as_ref().map(|(kind, id)| Owner { kind, id });
+    let writes = cost > 0;
+    let key_limited = k.is_limited();
+    let schema = if k.is_from_0_1_0() {
+        Schema::V0_1_0
+    } else {
+        Schema::Current
+    };
+    if !key_limited {
+        // Only the owner can meter this key: look before taking any lock.
+        if owner
+            .and_then(|o| metering::owner_meter(o, now, false))
+            .is_none()
+        {
+            touch(&k, now);
+            return Outcome::of(Some(k), "VALID");
+        }
+    }
+    if writes {
+        require_writable();
+        relax_commit_for_usage();
+    }
+    let key_state = if key_limited {
+        match metering::key_meter(k.id(), now, writes, schema) {
+            Some(m) => m,
+            None => return Outcome::not_found(),
+        }
+    } else {
+        Metered::default()
+    };
+    let owner_state = owner
+        .and_then(|o| metering::owner_meter(o, now, writes))
+        .map(|o| o.metered)
+        .unwrap_or_default();
+    let now_us = metering::micros(now);
+    let mut out = Outcome::of(None, "VALID");
+    let (key_windows, owner_windows) =
+        match meter::decide(now_us, cost, &key_state.limits, &owner_state.limits) {
+            meter::Verdict::Admitted { key, owner: shared } => {
+                if writes && key_limited {
+                    metering::key_meter_spend(k.id(), &key_state, &key.0, key.1, now, schema);
+                } else {
+                    touch(&k, now);
                 }
-                match storage::key_refusal(key_id, now) {
-                    storage::Refusal::RateLimited {
-                        retry_after,
-                        remaining,
-                    } => {
-                        (outcome.code, outcome.retry_after, outcome.remaining) =
-                            ("RATE_LIMITED", retry_after, remaining);
-                        break;
-                    }
-                    storage::Refusal::UsageExceeded { retry_after } => {
-                        (outcome.code, outcome.retry_after) = ("USAGE_EXCEEDED", retry_after);
-                        break;
-                    }
-                    storage::Refusal::Gone => return Outcome::not_found(),
-                    // The key changed between the two statements: decide again. After the last
-                    // attempt this reports usage exceeded, the conservative answer.
-                    storage::Refusal::Neither => {}
+                if let (true, Some(o)) = (writes && !owner_state.limits.is_empty(), owner) {
+                    metering::owner_meter_spend(o, &owner_state, &shared.0, shared.1, now);
                 }
+                out.remaining = [key.1, shared.1]
+                    .into_iter()
+                    .flatten()
+                    .map(|s| s.remaining)
+                    .min();
+                (key.0, shared.0)
             }
-            Outcome {
-                key: Some(k),
-                ..outcome
+            refused => {
+                (out.code, out.retry_after) = match refused {
+                    meter::Verdict::RateLimited { retry_after } => ("RATE_LIMITED", retry_after),
+                    meter::Verdict::UsageExceeded { retry_after } => {
+                        ("USAGE_EXCEEDED", retry_after)
+                    }
+                    meter::Verdict::Admitted { .. } => unreachable!("matched above"),
+                }
+                .into_interval();
+                out.remaining = [key_state.limits.quota, owner_state.limits.quota]
+                    .into_iter()
+                    .flatten()
+                    .map(|q| q.left(now_us))
+                    .min();
+                (
+                    key_state.limits.windows.clone(),
+                    owner_state.limits.windows.clone(),
+                )
             }
-        })
-    })
+        };
+    let mut items = metering::describe(now_us, Scope::Key, &key_state, &key_windows);
+    items.extend(metering::describe(
+        now_us,
+        Scope::Owner,
+        &owner_state,
+        &owner_windows,
+    ));
+    out.rate_limits = (!items.is_empty()).then_some(serde_json::Value::Array(items));
+    Outcome {
+        key: Some(k),
+        ..out
+    }
+}
+
+/// A refusal's code and wait, the wait as an interval.
+trait IntoInterval {
+    fn into_interval(self) -> (&'static str, Option<Interval>);
+}
+
+impl IntoInterval for (&'static str, Option<meter::Micros>) {
+    fn into_interval(self) -> (&'static str, Option<Interval>) {
+        (self.0, self.1.map(Interval::from_micros))
+    }
 }
 
 /// Keys with a quota or rate limit are counted exactly, which needs a write.
@@ -195,9 +308,20 @@ fn relax_commit_for_usage() {
 pub fn decide_for_test(
     key: &str,
     required: Option<&str>,
+    cost: i64,
     now: TimestampWithTimeZone,
-) -> (String, Option<i64>, Option<Interval>) {
+) -> (
+    String,
+    Option<i64>,
+    Option<Interval>,
+    Option<serde_json::Value>,
+) {
     let required = required.map(|r| Required::check(jsonb::parse(r)));
-    let o = decide(Some(key), required.as_ref(), now, scan::probe);
-    (o.code.to_string(), o.remaining, o.retry_after)
+    let o = decide(Some(key), required.as_ref(), cost, now, scan::probe);
+    (
+        o.code.to_string(),
+        o.remaining,
+        o.retry_after,
+        o.rate_limits,
+    )
 }

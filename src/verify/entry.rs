@@ -4,10 +4,13 @@ use pgrx::pg_sys::{self, Datum};
 use pgrx::prelude::*;
 use pgrx::IntoDatum;
 
-use super::decide::{decide, Required};
+use super::decide::{check_cost, decide, Required};
 use super::scan::{self, now_tz};
 use crate::error;
 use crate::jsonb::Jsonb;
+
+/// The columns of verify's row in 0.2.0 (0.1.0 had the first 11).
+const RESULT_COLUMNS: usize = 12;
 
 #[no_mangle]
 pub extern "C" fn pg_finfo_verify_api_key() -> &'static pg_sys::Pg_finfo_record {
@@ -23,10 +26,11 @@ unsafe fn result_type(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::TupleDesc {
         let mut tupdesc: pg_sys::TupleDesc = std::ptr::null_mut();
         if pg_sys::get_call_result_type(fcinfo, std::ptr::null_mut(), &mut tupdesc)
             != pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE
+            || !(RESULT_COLUMNS - 1..=RESULT_COLUMNS).contains(&((*tupdesc).natts as usize))
         {
             error::raise(
                 PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-                "verify_api_key must be declared to return a table",
+                "verify_api_key must be declared to return its table of 11 (0.1.0) or 12 columns",
                 "Reinstall the extension.",
             );
         }
@@ -37,9 +41,14 @@ unsafe fn result_type(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::TupleDesc {
     (*flinfo).fn_extra as pg_sys::TupleDesc
 }
 
-/// `apikey.verify_api_key(key text, required_permissions jsonb DEFAULT NULL)
-/// RETURNS TABLE (valid, code, key_id, org_id, user_id, name, permissions, metadata,
-/// remaining, expires_at, retry_after)`: exactly one row for any input.
+/// `apikey.verify_api_key(key text, required_permissions jsonb DEFAULT NULL,
+/// cost integer DEFAULT 1) RETURNS TABLE (valid, code, key_id, org_id, user_id, name,
+/// permissions, metadata, remaining, expires_at, retry_after, rate_limits)`: exactly one
+/// row for any input.
+///
+/// It also serves the 0.1.0 declaration (two arguments, no `rate_limits` column) until
+/// `ALTER EXTENSION pg_apikey UPDATE` runs: a missing `cost` is 1, and the row has the
+/// columns the declaration has.
 ///
 /// # Safety
 /// Called by PostgreSQL's function manager with a valid `fcinfo`.
@@ -62,12 +71,18 @@ pub unsafe extern "C-unwind" fn verify_api_key(fcinfo: pg_sys::FunctionCallInfo)
     // A malformed requirement is the application's bug: say so even for a bad key.
     let required: Option<Jsonb> = pgrx::fcinfo::pg_getarg(fcinfo, 1);
     let required = required.map(Required::check);
-    let outcome = decide(key, required.as_ref(), now_tz(), scan::probe);
+    let cost = if (*fcinfo).nargs >= 3 {
+        check_cost(pgrx::fcinfo::pg_getarg(fcinfo, 2))
+    } else {
+        1
+    };
+    let outcome = decide(key, required.as_ref(), cost, now_tz(), scan::probe);
 
-    let mut values = [Datum::from(0); 11];
-    let mut nulls = [true; 11];
+    let natts = ((*tupdesc).natts as usize).min(RESULT_COLUMNS);
+    let mut values = [Datum::from(0); RESULT_COLUMNS];
+    let mut nulls = [true; RESULT_COLUMNS];
     let mut set = |i: usize, d: Option<Datum>| {
-        if let Some(d) = d {
+        if let (Some(d), true) = (d, i < natts) {
             (values[i], nulls[i]) = (d, false);
         }
     };
@@ -88,6 +103,7 @@ pub unsafe extern "C-unwind" fn verify_api_key(fcinfo: pg_sys::FunctionCallInfo)
     }
     set(8, outcome.remaining.into_datum());
     set(10, outcome.retry_after.into_datum());
+    set(11, outcome.rate_limits.map(pgrx::JsonB).into_datum());
 
     let old = pg_sys::MemoryContextSwitchTo((*(*rsinfo).econtext).ecxt_per_query_memory);
     let random =

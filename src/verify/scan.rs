@@ -12,8 +12,10 @@ use pgrx::{IntoDatum, Uuid};
 use crate::error;
 use crate::jsonb::Jsonb;
 
-/// The columns of `apikey.keys` that verify reads, in this order.
-const COLUMNS: [&CStr; 12] = [
+/// The columns of `apikey.keys` that verify reads, in this order. Those after
+/// [`REQUIRED`] came with 0.2.0: a database still at 0.1.0 (the new library installed,
+/// `ALTER EXTENSION pg_apikey UPDATE` not yet run) has none of them, and they read as NULL.
+const COLUMNS: [&CStr; 13] = [
     c"id",
     c"org_id",
     c"user_id",
@@ -26,7 +28,9 @@ const COLUMNS: [&CStr; 12] = [
     c"enabled",
     c"last_used_at",
     c"rate_limit_max",
+    c"rate_limits",
 ];
+const REQUIRED: usize = 12;
 pub const ID: usize = 0;
 pub const ORG_ID: usize = 1;
 pub const USER_ID: usize = 2;
@@ -39,6 +43,7 @@ const REVOKED_AT: usize = 8;
 const ENABLED: usize = 9;
 const LAST_USED_AT: usize = 10;
 const RATE_LIMIT_MAX: usize = 11;
+const RATE_LIMITS: usize = 12;
 
 /// A found key's columns, copied out of the buffer (detoasted) into the current memory
 /// context, so they outlive the scan. The decision reads them through typed accessors;
@@ -46,6 +51,8 @@ const RATE_LIMIT_MAX: usize = 11;
 pub struct KeyRead {
     values: [Datum; COLUMNS.len()],
     nulls: [bool; COLUMNS.len()],
+    /// Read from a 0.1.0 table (no 0.2.0 columns).
+    legacy: bool,
 }
 
 impl KeyRead {
@@ -57,6 +64,11 @@ impl KeyRead {
     pub fn id(&self) -> Uuid {
         // SAFETY: id is a NOT NULL uuid column, copied out by lookup.
         unsafe { Uuid::from_datum(self.values[ID], false) }.expect("id is never NULL")
+    }
+
+    /// Whether the key was read from a database still at 0.1.0.
+    pub fn is_from_0_1_0(&self) -> bool {
+        self.legacy
     }
 
     pub fn revoked(&self) -> bool {
@@ -86,8 +98,19 @@ impl KeyRead {
         self.datum(REMAINING).map(|d| d.value() as i64)
     }
 
-    pub fn has_rate_limit(&self) -> bool {
-        !self.nulls[RATE_LIMIT_MAX]
+    /// Whether the key has a quota or a rate limit of its own.
+    pub fn is_limited(&self) -> bool {
+        !self.nulls[REMAINING] || !self.nulls[RATE_LIMIT_MAX] || !self.nulls[RATE_LIMITS]
+    }
+
+    pub fn org_id(&self) -> Option<String> {
+        // SAFETY: a text column, copied out by lookup.
+        unsafe { String::from_datum(self.values[ORG_ID], self.nulls[ORG_ID]) }
+    }
+
+    pub fn user_id(&self) -> Option<String> {
+        // SAFETY: a text column, copied out by lookup.
+        unsafe { String::from_datum(self.values[USER_ID], self.nulls[USER_ID]) }
     }
 
     pub fn permissions(&self) -> Option<Jsonb> {
@@ -99,12 +122,14 @@ impl KeyRead {
 /// Where one of [`COLUMNS`] sits in the table's rows, and how its values are stored.
 #[derive(Clone, Copy)]
 struct Column {
-    /// Zero-based attribute index.
+    /// Zero-based attribute index; [`ABSENT`] for a 0.2.0 column of a 0.1.0 table.
     index: usize,
     byval: bool,
     /// `attlen`: -1 for varlena, else the fixed length in bytes.
     len: i16,
 }
+
+const ABSENT: usize = usize::MAX;
 
 const NO_COLUMN: Column = Column {
     index: 0,
@@ -130,8 +155,15 @@ unsafe fn attnums(rel: pg_sys::Relation) -> [Column; COLUMNS.len()] {
     // 18 moved them behind TupleDescAttr); it borrows the relcache's descriptor.
     let desc = pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att);
     let mut found = [NO_COLUMN; COLUMNS.len()];
-    for (slot, name) in found.iter_mut().zip(COLUMNS) {
+    for (i, (slot, name)) in found.iter_mut().zip(COLUMNS).enumerate() {
         let n = pg_sys::attnameAttNum(rel, name.as_ptr(), false);
+        if n <= 0 && i >= REQUIRED {
+            *slot = Column {
+                index: ABSENT,
+                ..NO_COLUMN
+            };
+            continue;
+        }
         if n <= 0 {
             error::not_ready(
                 format!("apikey.keys has no column {}", name.to_string_lossy()),
@@ -167,6 +199,118 @@ unsafe extern "C-unwind" fn forget_relations(_arg: Datum, relid: pg_sys::Oid) {
             }
         }
     });
+    FLAGS.with(|f| {
+        let mut flags = f.get();
+        if relid == pg_sys::InvalidOid || relid == flags.keys || relid == flags.owner_limits {
+            flags.owner_limits_exist = None;
+            flags.imported_keys_exist = None;
+            flags.generation = flags.generation.wrapping_add(1);
+            f.set(flags);
+        }
+    });
+}
+
+/// Two facts verify needs on every call and that change rarely, kept per backend: whether
+/// any owner has limits, and whether imported keys are in use. Each is looked up once,
+/// then forgotten when `apikey.keys` or `apikey.owner_limits` is invalidated: the
+/// functions that can make either true (`set_owner_limits`, `import_api_key`) send that
+/// invalidation with their commit, see [`announce_change`]. A lookup that overlapped an
+/// invalidation is used once and not kept (`generation`).
+#[derive(Clone, Copy)]
+struct Flags {
+    keys: pg_sys::Oid,
+    owner_limits: pg_sys::Oid,
+    owner_limits_exist: Option<bool>,
+    imported_keys_exist: Option<bool>,
+    generation: u64,
+}
+
+thread_local! {
+    static FLAGS: Cell<Flags> = const {
+        Cell::new(Flags {
+            keys: pg_sys::InvalidOid,
+            owner_limits: pg_sys::InvalidOid,
+            owner_limits_exist: None,
+            imported_keys_exist: None,
+            generation: 0,
+        })
+    };
+}
+
+/// A fact of [`Flags`]: the cached answer, else `look` (run as the extension's owner),
+/// kept unless an invalidation arrived meanwhile. `table` is the relation whose
+/// invalidation forgets it; `None` when it does not exist (a 0.1.0 schema): then false.
+fn flag(
+    cached: fn(&Flags) -> Option<bool>,
+    store: fn(&mut Flags, pg_sys::Oid, bool),
+    table: fn() -> Option<pg_sys::Oid>,
+    look: fn() -> bool,
+) -> bool {
+    let before = FLAGS.with(Cell::get);
+    if let Some(v) = cached(&before) {
+        return v;
+    }
+    let Some(oid) = table() else {
+        return false;
+    };
+    let value = crate::settings::with_pinned_search_path(|| crate::caller::as_owner(look));
+    FLAGS.with(|f| {
+        let mut flags = f.get();
+        if flags.generation == before.generation {
+            store(&mut flags, oid, value);
+            f.set(flags);
+        }
+    });
+    value
+}
+
+fn apikey_relation(name: &CStr) -> Option<pg_sys::Oid> {
+    // SAFETY: syscache lookups by name.
+    let oid = unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"apikey".as_ptr(), true);
+        if nsp == pg_sys::InvalidOid {
+            return None;
+        }
+        pg_sys::get_relname_relid(name.as_ptr(), nsp)
+    };
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}
+
+/// Whether any owner (organization or user) has limits.
+pub fn owner_limits_exist() -> bool {
+    flag(
+        |f| f.owner_limits_exist,
+        |f, oid, v| (f.owner_limits, f.owner_limits_exist) = (oid, Some(v)),
+        || apikey_relation(c"owner_limits"),
+        crate::storage::metering::owner_limits_exist,
+    )
+}
+
+/// Whether keys made by `import_api_key` are in use (not revoked or deleted). Processes
+/// pending invalidations first: it is asked before verify opens any table.
+pub fn imported_keys_exist() -> bool {
+    // SAFETY: what every lock acquisition does; cheap when nothing is pending.
+    unsafe { pg_sys::AcceptInvalidationMessages() };
+    flag(
+        |f| f.imported_keys_exist,
+        |f, oid, v| (f.keys, f.imported_keys_exist) = (oid, Some(v)),
+        || {
+            apikey_relation(c"keys").filter(|&oid| {
+                // SAFETY: a syscache lookup; 0.1.0 tables have no `imported` column.
+                unsafe { pg_sys::get_attnum(oid, c"imported".as_ptr()) > 0 }
+            })
+        },
+        crate::storage::metering::imported_keys_exist,
+    )
+}
+
+/// Tell every backend, when this transaction commits, that `apikey.<table>` changed in a
+/// way the facts of [`Flags`] depend on.
+pub fn announce_change(table: &CStr) {
+    if let Some(oid) = apikey_relation(table) {
+        // SAFETY: queues a relcache invalidation, sent at commit.
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(oid) };
+    }
 }
 
 /// Called once from `_PG_init`.
@@ -262,9 +406,13 @@ impl KeyScan {
         let mut read = KeyRead {
             values: [Datum::from(0); COLUMNS.len()],
             nulls: [true; COLUMNS.len()],
+            legacy: self.cols[RATE_LIMITS].index == ABSENT,
         };
         for (i, col) in self.cols.iter().enumerate() {
             let a = col.index;
+            if a == ABSENT {
+                continue;
+            }
             read.nulls[i] = isnull[a];
             if isnull[a] {
                 continue;

@@ -16,13 +16,3 @@ SELECT k.label, v.code
  ORDER BY k.label;
 SELECT v.code, v.key_id FROM apikey.verify_api_key('dp_live_not-a-key') v;
 ROLLBACK;
-
--- Every key's public fields as the owner reads them (a superuser sees all).
-SELECT * FROM apikey.list_api_keys() ORDER BY created_at, key_id;
--- Organizations, members, customised role actions and the audit trail.
-SELECT id, name, created_at, created_by_role FROM apikey.organizations ORDER BY id;
-SELECT org_id, user_id, role FROM apikey.members ORDER BY org_id, user_id;
-SELECT * FROM apikey.list_role_actions() ORDER BY 1, 2;
-SELECT * FROM apikey.list_audit_events() ORDER BY id;
-SELECT d.datname, s.setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
- WHERE d.datname = current_database();

@@ -5,9 +5,12 @@
 # 1. ALTER EXTENSION pg_apikey UPDATE, on every major, from every earlier release that
 #    builds there (tests/upgrade/versions): build and install the release from a git
 #    worktree of its commit, create a realistic data set with it (dataset.sql), record
-#    what every key answers (answers.sql), install the current build, check the answers
-#    with the new library before and after the update, run every management function on
-#    the old rows (after.sql), and compare the updated schema with a fresh install.
+#    what every key answers (answers.sql) and what the management functions list
+#    (listing.sql), install the current build, check that verify answers the same with
+#    the new library before the update (management functions raise 55000 until it), and
+#    that both answer the same after it; run every management function on the old rows
+#    (after.sql), check that a DBA's privileges on re-created functions survive
+#    (privileges_*.sql), and compare the updated schema with a fresh install.
 # 2. pg_upgrade of a database with pg_apikey from PostgreSQL 15 to every newer major:
 #    the same data set, the same answers after the move, after.sql on the new major.
 # Every check prints "upgrade check ok: ..." (counted by scripts/test.sh); the first that
@@ -135,6 +138,9 @@ for major in "${PG_MAJORS[@]}"; do
         psql_at "$dir" "$PORT" -d upgraded -f "$HERE/dataset.sql" >/dev/null
         psql_at "$dir" "$PORT" -d upgraded -f "$HERE/answers.sql" >"$WORK/answers.before"
         grep -q "quota_part_spent | t     | VALID" "$WORK/answers.before" || fail "the data set was built"
+        psql_at "$dir" "$PORT" -d upgraded -f "$HERE/listing.sql" >"$WORK/listing.before"
+        psql_at "$dir" "$PORT" -d postgres -c "CREATE DATABASE privileges"
+        psql_at "$dir" "$PORT" -d privileges -f "$HERE/privileges_before.sql" >/dev/null
         # A package upgrade: stop, replace the library and the scripts, start.
         stop_cluster "$dir"
         install_extension
@@ -143,14 +149,26 @@ for major in "${PG_MAJORS[@]}"; do
         psql_at "$dir" "$PORT" -d upgraded -f "$HERE/answers.sql" >"$WORK/answers.library"
         same_output "$version: the new library answers as the old one before ALTER EXTENSION UPDATE" \
             "$WORK/answers.before" "$WORK/answers.library"
+        # Management functions need the update, and say so.
+        state="$(psql_at "$dir" "$PORT" -d upgraded -At -v ON_ERROR_STOP=0 \
+            -c "\\set VERBOSITY sqlstate" -c "SELECT count(*) FROM apikey.list_api_keys()" 2>&1 || true)"
+        case "$state" in
+            *55000*) ok "$version: before ALTER EXTENSION UPDATE, management functions raise 55000" ;;
+            *) fail "$version: a management function before the update answered: $state" ;;
+        esac
         psql_at "$dir" "$PORT" -d upgraded -c "ALTER EXTENSION pg_apikey UPDATE"
         got="$(psql_at "$dir" "$PORT" -d upgraded -At -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_apikey'")"
         [ "$got" = "$CURRENT" ] || fail "ALTER EXTENSION UPDATE reaches $CURRENT (got $got)"
         ok "$version: ALTER EXTENSION pg_apikey UPDATE reaches $CURRENT"
         psql_at "$dir" "$PORT" -d upgraded -f "$HERE/answers.sql" >"$WORK/answers.after"
         same_output "$version: every key answers as before the update" "$WORK/answers.before" "$WORK/answers.after"
+        psql_at "$dir" "$PORT" -d upgraded -f "$HERE/listing.sql" >"$WORK/listing.after"
+        same_output "$version: keys, organizations and the audit trail read as before the update" \
+            "$WORK/listing.before" "$WORK/listing.after"
         run_checks "$dir" "$PORT" upgraded
         same_schema "$version on PostgreSQL $major" "$dir" "$PORT" upgraded
+        psql_at "$dir" "$PORT" -d privileges -c "ALTER EXTENSION pg_apikey UPDATE"
+        psql_at "$dir" "$PORT" -d privileges -f "$HERE/privileges_after.sql" 2>&1 | sed -n 's/^.*NOTICE:  //p'
         stop_cluster "$dir"
     done <<<"$releases"
 done
@@ -168,7 +186,7 @@ if [ "${#newer[@]}" -gt 0 ]; then
     psql_at "$old" "$PORT" -d postgres -c "CREATE DATABASE moved"
     psql_at "$old" "$PORT" -d moved -c "CREATE EXTENSION pg_apikey"
     psql_at "$old" "$PORT" -d moved -f "$HERE/dataset.sql" >/dev/null
-    psql_at "$old" "$PORT" -d moved -f "$HERE/answers.sql" >"$WORK/moved.before"
+    psql_at "$old" "$PORT" -d moved -f "$HERE/answers.sql" -f "$HERE/listing.sql" >"$WORK/moved.before"
     # Debian's 15.18 marks every column with an option that the newer majors' pg_dump
     # copies and their servers refuse (see strip_attver.sql); take it out first.
     for db in $(psql_at "$old" "$PORT" -d postgres -At -c "SELECT datname FROM pg_database WHERE datallowconn"); do
@@ -192,7 +210,7 @@ if [ "${#newer[@]}" -gt 0 ]; then
         fi
         ok "pg_upgrade from PostgreSQL $old_major to $major"
         start "$new" "$PORT"
-        psql_at "$new" "$PORT" -d moved -f "$HERE/answers.sql" >"$WORK/moved.after-pg$major"
+        psql_at "$new" "$PORT" -d moved -f "$HERE/answers.sql" -f "$HERE/listing.sql" >"$WORK/moved.after-pg$major"
         same_output "PostgreSQL $major after pg_upgrade: keys, members, role actions, settings and audit trail as on $old_major" \
             "$WORK/moved.before" "$WORK/moved.after-pg$major"
         run_checks "$new" "$PORT" moved

@@ -26,6 +26,10 @@ _NOISE = (
     # A table's relfrozenxid and relminmxid, kept by pg_upgrade: transaction ids.
     re.compile(r"^UPDATE pg_catalog\.pg_class$"),
     re.compile(r"^WHERE oid = '[^']*'(::pg_catalog\.regclass)?;$"),
+    # The stored value that rows written before ALTER TABLE … ADD COLUMN … DEFAULT read for
+    # the new column (pg_attribute.attmissingval, a constant default's fast path): how old
+    # rows are stored, not the column's definition, which the CREATE TABLE block shows.
+    re.compile(r"^SELECT pg_catalog\.binary_upgrade_set_missing_value\("),
     re.compile(r"^\\(un)?restrict "),  # psql meta-commands of newer pg_dump
     re.compile(r"^\\connect "),
 )

@@ -89,6 +89,19 @@ class CompareSchemas(unittest.TestCase):
         )
         self.assertEqual(compare(BASE, other), [])
 
+    def test_a_fast_default_for_old_rows_is_no_difference(self):
+        other = BASE.replace(
+            "ALTER EXTENSION pg_apikey ADD TABLE apikey.keys;\n",
+            "SELECT pg_catalog.binary_upgrade_set_missing_value('apikey.keys'::pg_catalog.regclass,'imported','{f}');\n\n"
+            "ALTER EXTENSION pg_apikey ADD TABLE apikey.keys;\n",
+        )
+        self.assertNotEqual(other, BASE)
+        self.assertEqual(compare(BASE, other), [])
+
+    def test_a_column_default_is_a_difference(self):
+        other = BASE.replace("    remaining bigint\n", "    remaining bigint DEFAULT 0\n")
+        self.assertIn("+    remaining bigint DEFAULT 0", compare(BASE, other))
+
     def test_a_grant_is_a_difference(self):
         other = BASE.replace(
             "SELECT pg_catalog.binary_upgrade_set_record_init_privs(false);\n",

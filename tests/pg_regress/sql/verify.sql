@@ -47,12 +47,12 @@ SET ROLE regress_stranger;
 SELECT valid, code, name FROM apikey.verify_api_key(:'k2');
 RESET ROLE;
 -- ... until a DBA revokes it.
-REVOKE EXECUTE ON FUNCTION apikey.verify_api_key(text, jsonb) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION apikey.verify_api_key(text, jsonb, integer) FROM PUBLIC;
 SET ROLE regress_stranger;
 SELECT valid FROM apikey.verify_api_key(:'k2');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
-GRANT EXECUTE ON FUNCTION apikey.verify_api_key(text, jsonb) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION apikey.verify_api_key(text, jsonb, integer) TO PUBLIC;
 
 -- An expiry in the future is accepted and returned.
 SELECT key AS k3 FROM apikey.create_api_key(org_id => 'acme', expires_at => now() + interval '1 hour') \gset

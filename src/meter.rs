@@ -1,0 +1,417 @@
+//! Metering: what one verify of cost `cost` does to the rate limits and quotas that apply
+//! to a key — the key's own and its owner's — decided all at once, so that a call is
+//! admitted everywhere or nowhere.
+//!
+//! Pure arithmetic on microsecond timestamps (PostgreSQL's `TimestampTz`). The calendar
+//! arithmetic (`now + '1 month'`) is done by the caller, in SQL, before the decision: each
+//! [`Window`] and [`Quota`] arrives with the instants it needs. So the rules live here
+//! once, and are unit-tested here.
+//!
+//! The rules:
+//! - A rate limit is a fixed window that starts at the first admitted call after the
+//!   previous window ended. A call adds 1 to a `requests` limit (0 when `cost` is 0) and
+//!   `cost` to a `cost` limit; the limit admits it when what the running window has
+//!   counted plus that stays within `limit`.
+//! - A quota admits a call when what is left (after a refill that is due) is at least
+//!   `cost`. A due refill sets what is left to the refill amount, as in 0.1.0.
+//! - Checks run in the contract's order: rate limits (the key's, then the owner's), then
+//!   quotas (the key's, then the owner's). The first kind that refuses names the answer;
+//!   a refused call changes nothing anywhere.
+pub type Micros = i64;
+
+/// What a call adds to a rate limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Each admitted call counts 1 (a call of cost 0 counts nothing).
+    Requests,
+    /// Each admitted call counts its cost.
+    Cost,
+}
+
+impl Unit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::Requests => "requests",
+            Unit::Cost => "cost",
+        }
+    }
+
+    fn increment(self, cost: i64) -> i64 {
+        match self {
+            Unit::Requests => i64::from(cost > 0),
+            Unit::Cost => cost,
+        }
+    }
+}
+
+/// One rate limit's settings and stored state, at the instant of the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub limit: i64,
+    pub unit: Unit,
+    /// What the window that ends at `reset_at` has counted.
+    pub count: i64,
+    /// When the current window ends; `None`: no window has started.
+    pub reset_at: Option<Micros>,
+    /// `now + window`: when a window that starts with this call ends.
+    pub next_reset: Micros,
+}
+
+impl Window {
+    fn running(&self, now: Micros) -> bool {
+        self.reset_at.is_some_and(|r| r > now)
+    }
+
+    /// What the running window has counted (0 when none runs).
+    fn used(&self, now: Micros) -> i64 {
+        if self.running(now) {
+            self.count
+        } else {
+            0
+        }
+    }
+
+    fn admits(&self, now: Micros, cost: i64) -> bool {
+        self.used(now)
+            .checked_add(self.unit.increment(cost))
+            .is_some_and(|n| n <= self.limit)
+    }
+
+    /// The state after admitting a call (a call that counts nothing starts no window).
+    fn spend(&self, now: Micros, cost: i64) -> Window {
+        let inc = self.unit.increment(cost);
+        if inc == 0 {
+            return *self;
+        }
+        let (count, reset_at) = if self.running(now) {
+            (self.count + inc, self.reset_at)
+        } else {
+            (inc, Some(self.next_reset))
+        };
+        Window {
+            count,
+            reset_at,
+            ..*self
+        }
+    }
+
+    /// What is left of the window as of `now`, and when it ends (`None`: no window runs).
+    pub fn state(&self, now: Micros) -> (i64, Option<Micros>) {
+        if self.running(now) {
+            ((self.limit - self.count).max(0), self.reset_at)
+        } else {
+            (self.limit, None)
+        }
+    }
+}
+
+/// A quota's settings and stored state, at the instant of the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    pub remaining: i64,
+    pub refill: Option<Refill>,
+}
+
+/// A quota's refill: `amount` at `at` (the last refill, or the start, plus the interval).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refill {
+    pub amount: i64,
+    pub at: Micros,
+}
+
+impl Quota {
+    fn refill_due(&self, now: Micros) -> bool {
+        self.refill.is_some_and(|r| r.at <= now)
+    }
+
+    /// What is left as of `now`, a due refill applied.
+    pub fn left(&self, now: Micros) -> i64 {
+        match self.refill {
+            Some(r) if r.at <= now => r.amount,
+            _ => self.remaining,
+        }
+    }
+
+    fn admits(&self, now: Micros, cost: i64) -> bool {
+        self.left(now) >= cost
+    }
+
+    /// How long until the next refill, for a refused call.
+    fn retry_after(&self, now: Micros) -> Option<Micros> {
+        self.refill.filter(|r| r.at > now).map(|r| r.at - now)
+    }
+}
+
+/// A quota after a call: what is left, and whether this call applied a due refill (the
+/// caller then records `now` as the last refill).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spent {
+    pub remaining: i64,
+    pub refilled: bool,
+}
+
+/// Everything that meters one owner's (or one key's) calls.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub windows: Vec<Window>,
+    pub quota: Option<Quota>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty() && self.quota.is_none()
+    }
+}
+
+/// The answer for one call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Admitted: the new state of each window and quota, key's and owner's, in the order
+    /// they came in.
+    Admitted {
+        key: (Vec<Window>, Option<Spent>),
+        owner: (Vec<Window>, Option<Spent>),
+    },
+    /// Refused by a rate limit: the longest wait among the refusing limits.
+    RateLimited { retry_after: Option<Micros> },
+    /// Refused by a quota: when the refusing quota refills (the longest wait if both do).
+    UsageExceeded { retry_after: Option<Micros> },
+}
+
+/// Decide one call of `cost` (≥ 0) at `now` against the key's and its owner's limits.
+pub fn decide(now: Micros, cost: i64, key: &Limits, owner: &Limits) -> Verdict {
+    let windows = key.windows.iter().chain(&owner.windows);
+    let refusing: Vec<&Window> = windows.filter(|w| !w.admits(now, cost)).collect();
+    if !refusing.is_empty() {
+        let retry_after = refusing
+            .iter()
+            .filter_map(|w| w.reset_at.map(|r| r - now))
+            .max();
+        return Verdict::RateLimited { retry_after };
+    }
+    let quotas = [key.quota, owner.quota];
+    let short: Vec<&Quota> = quotas
+        .iter()
+        .flatten()
+        .filter(|q| !q.admits(now, cost))
+        .collect();
+    if !short.is_empty() {
+        // A quota that never refills makes the wait unbounded: no retry time then.
+        let waits: Option<Vec<Micros>> = short.iter().map(|q| q.retry_after(now)).collect();
+        return Verdict::UsageExceeded {
+            retry_after: waits.and_then(|w| w.into_iter().max()),
+        };
+    }
+    let spend = |l: &Limits| {
+        (
+            l.windows.iter().map(|w| w.spend(now, cost)).collect(),
+            l.quota.map(|q| Spent {
+                remaining: q.left(now) - cost,
+                refilled: q.refill_due(now) && cost > 0,
+            }),
+        )
+    };
+    Verdict::Admitted {
+        key: spend(key),
+        owner: spend(owner),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Micros = 1_000_000;
+
+    fn window(limit: i64, unit: Unit, count: i64, reset_at: Option<Micros>) -> Window {
+        Window {
+            limit,
+            unit,
+            count,
+            reset_at,
+            next_reset: 100 * SEC + 60 * SEC,
+        }
+    }
+
+    fn quota(remaining: i64) -> Quota {
+        Quota {
+            remaining,
+            refill: None,
+        }
+    }
+
+    fn limits(windows: Vec<Window>, quota: Option<Quota>) -> Limits {
+        Limits { windows, quota }
+    }
+
+    const NOW: Micros = 100 * SEC;
+
+    #[test]
+    fn cost_is_spent_from_every_quota_and_refused_when_any_has_less() {
+        let key = limits(vec![], Some(quota(10)));
+        let owner = limits(vec![], Some(quota(5)));
+        match decide(NOW, 3, &key, &owner) {
+            Verdict::Admitted { key, owner } => {
+                assert_eq!(key.1.unwrap().remaining, 7);
+                assert_eq!(owner.1.unwrap().remaining, 2);
+            }
+            v => panic!("{v:?}"),
+        }
+        assert_eq!(
+            decide(NOW, 6, &key, &owner),
+            Verdict::UsageExceeded { retry_after: None }
+        );
+        // Exactly what is left is enough.
+        assert!(matches!(
+            decide(NOW, 5, &key, &owner),
+            Verdict::Admitted { .. }
+        ));
+    }
+
+    #[test]
+    fn a_due_refill_sets_what_is_left_and_is_recorded() {
+        let q = Quota {
+            remaining: 0,
+            refill: Some(Refill {
+                amount: 4,
+                at: NOW - 1,
+            }),
+        };
+        match decide(NOW, 3, &limits(vec![], Some(q)), &Limits::default()) {
+            Verdict::Admitted { key, .. } => assert_eq!(
+                key.1,
+                Some(Spent {
+                    remaining: 1,
+                    refilled: true
+                })
+            ),
+            v => panic!("{v:?}"),
+        }
+        let later = Quota {
+            refill: Some(Refill {
+                amount: 4,
+                at: NOW + 5 * SEC,
+            }),
+            ..q
+        };
+        assert_eq!(
+            decide(NOW, 1, &limits(vec![], Some(later)), &Limits::default()),
+            Verdict::UsageExceeded {
+                retry_after: Some(5 * SEC)
+            }
+        );
+    }
+
+    #[test]
+    fn requests_limits_count_calls_and_cost_limits_count_cost() {
+        let key = limits(
+            vec![
+                window(5, Unit::Requests, 4, Some(NOW + SEC)),
+                window(10, Unit::Cost, 4, Some(NOW + 2 * SEC)),
+            ],
+            None,
+        );
+        match decide(NOW, 6, &key, &Limits::default()) {
+            Verdict::Admitted { key, .. } => {
+                assert_eq!(key.0[0].count, 5);
+                assert_eq!(key.0[1].count, 10);
+            }
+            v => panic!("{v:?}"),
+        }
+        // 7 would take the cost limit past 10: refused, the wait is that window's.
+        assert_eq!(
+            decide(NOW, 7, &key, &Limits::default()),
+            Verdict::RateLimited {
+                retry_after: Some(2 * SEC)
+            }
+        );
+    }
+
+    #[test]
+    fn retry_after_is_the_longest_wait_among_the_refusing_limits() {
+        let key = limits(vec![window(1, Unit::Requests, 1, Some(NOW + SEC))], None);
+        let owner = limits(
+            vec![
+                window(1, Unit::Requests, 1, Some(NOW + 30 * SEC)),
+                window(100, Unit::Requests, 1, Some(NOW + 90 * SEC)),
+            ],
+            None,
+        );
+        assert_eq!(
+            decide(NOW, 1, &key, &owner),
+            Verdict::RateLimited {
+                retry_after: Some(30 * SEC)
+            }
+        );
+    }
+
+    #[test]
+    fn a_window_that_ended_starts_again_with_this_call() {
+        let w = window(2, Unit::Requests, 2, Some(NOW));
+        match decide(NOW, 1, &limits(vec![w], None), &Limits::default()) {
+            Verdict::Admitted { key, .. } => {
+                assert_eq!(key.0[0].count, 1);
+                assert_eq!(key.0[0].reset_at, Some(w.next_reset));
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rate_limit_refusal_comes_before_an_empty_quota() {
+        let key = limits(
+            vec![window(1, Unit::Requests, 1, Some(NOW + SEC))],
+            Some(quota(0)),
+        );
+        assert!(matches!(
+            decide(NOW, 1, &key, &Limits::default()),
+            Verdict::RateLimited { .. }
+        ));
+    }
+
+    #[test]
+    fn cost_zero_counts_and_spends_nothing_and_is_never_refused_by_a_limit() {
+        let full = window(3, Unit::Requests, 3, Some(NOW + SEC));
+        let key = limits(vec![full], Some(quota(0)));
+        match decide(NOW, 0, &key, &Limits::default()) {
+            Verdict::Admitted { key, .. } => {
+                assert_eq!(key.0[0], full);
+                assert_eq!(
+                    key.1,
+                    Some(Spent {
+                        remaining: 0,
+                        refilled: false
+                    })
+                );
+            }
+            v => panic!("{v:?}"),
+        }
+        // A window that is not running is not started by a call that counts nothing.
+        let idle = window(3, Unit::Requests, 0, None);
+        match decide(NOW, 0, &limits(vec![idle], None), &Limits::default()) {
+            Verdict::Admitted { key, .. } => assert_eq!(key.0[0].reset_at, None),
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn state_reports_what_is_left_and_when_the_window_ends() {
+        let w = window(10, Unit::Requests, 4, Some(NOW + SEC));
+        assert_eq!(w.state(NOW), (6, Some(NOW + SEC)));
+        assert_eq!(w.state(NOW + SEC), (10, None));
+    }
+
+    #[test]
+    fn counts_do_not_overflow() {
+        let w = window(i64::MAX, Unit::Cost, i64::MAX - 1, Some(NOW + SEC));
+        assert!(matches!(
+            decide(
+                NOW,
+                i64::from(i32::MAX),
+                &limits(vec![w], None),
+                &Limits::default()
+            ),
+            Verdict::RateLimited { .. }
+        ));
+    }
+}

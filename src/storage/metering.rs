@@ -1,0 +1,441 @@
+//! Metering state: a key's and an owner's quota and rate limits, read (locked when the
+//! call will write) into [`meter::Limits`], and written back after an admitted call. The
+//! decision itself is [`crate::meter::decide`].
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::pg_sys;
+use pgrx::spi::SpiHeapTupleData;
+use pgrx::Uuid;
+
+use super::{
+    col, req, run, stmt, Actor, Stmt, BOOL, INT4, INT8, INTERVAL, JSONB, TEXT, TIMESTAMPTZ, UUID,
+};
+use crate::jsonb::{Jsonb, Value};
+use crate::meter::{self, Micros, Quota, Refill, Spent, Unit, Window};
+use crate::rate_limits::DEFAULT_NAME;
+
+const INT8_ARRAY: pg_sys::Oid = pg_sys::INT8ARRAYOID;
+const TIMESTAMPTZ_ARRAY: pg_sys::Oid = pg_sys::TIMESTAMPTZARRAYOID;
+
+/// Microseconds since 2000-01-01, PostgreSQL's own representation of a timestamptz.
+pub fn micros(t: TimestampWithTimeZone) -> Micros {
+    pg_sys::TimestampTz::from(t)
+}
+
+pub fn timestamp(m: Micros) -> TimestampWithTimeZone {
+    TimestampWithTimeZone::try_from(m).expect("a timestamptz PostgreSQL computed")
+}
+
+/// Whose limits: a key's own, or its owner's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Key,
+    Owner,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Key => "key",
+            Scope::Owner => "owner",
+        }
+    }
+}
+
+/// One party's limits as stored, with each window's name.
+#[derive(Clone, Debug, Default)]
+pub struct Metered {
+    pub limits: meter::Limits,
+    /// The name of each of `limits.windows`, in order.
+    pub names: Vec<String>,
+    /// Whether the first window is the key's `rate_limit_max`/`rate_limit_window` pair.
+    pub has_default: bool,
+}
+
+/// The limits of a stored `rate_limits` list (checked when it was set): name, limit and
+/// unit of each element.
+fn stored_limits(list: Option<Jsonb>) -> Vec<(String, i64, Unit)> {
+    let Some(Value::Array(items)) = list.map(Jsonb::value) else {
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let (mut name, mut limit, mut unit) = (String::new(), 0, Unit::Requests);
+            if let Value::Object(fields) = item {
+                for (field, v) in fields {
+                    match (field.as_str(), v) {
+                        ("name", Value::String(s)) => name = s,
+                        ("limit", Value::Number(n)) => limit = n.parse().unwrap_or(0),
+                        ("unit", Value::String(s)) if s == "cost" => unit = Unit::Cost,
+                        _ => {}
+                    }
+                }
+            }
+            (name, limit, unit)
+        })
+        .collect()
+}
+
+/// The named limits of a row that has `rate_limits`, `rate_counts`, `rate_resets` and
+/// `next_resets` columns.
+fn named_windows(row: &SpiHeapTupleData<'_>, m: &mut Metered) {
+    let counts: Vec<Option<i64>> = col(row, "rate_counts").unwrap_or_default();
+    let resets: Vec<Option<TimestampWithTimeZone>> = col(row, "rate_resets").unwrap_or_default();
+    let next: Vec<Option<TimestampWithTimeZone>> = req(row, "next_resets");
+    for (i, (name, limit, unit)) in stored_limits(col(row, "rate_limits"))
+        .into_iter()
+        .enumerate()
+    {
+        m.limits.windows.push(Window {
+            limit,
+            unit,
+            count: counts.get(i).copied().flatten().unwrap_or(0),
+            reset_at: resets.get(i).copied().flatten().map(micros),
+            next_reset: micros(next[i].expect("now + a window")),
+        });
+        m.names.push(name);
+    }
+}
+
+fn quota(row: &SpiHeapTupleData<'_>) -> Option<Quota> {
+    col::<i64>(row, "remaining").map(|remaining| Quota {
+        remaining,
+        refill: col::<i64>(row, "refill_amount").map(|amount| Refill {
+            amount,
+            at: micros(req(row, "refill_at")),
+        }),
+    })
+}
+
+static KEY_METER: Stmt = stmt!("key_meter.sql", [UUID, TIMESTAMPTZ]);
+static KEY_METER_LOCKED: Stmt = Stmt {
+    sql: concat!(
+        include_str!("../../sql/queries/key_meter.sql"),
+        "   FOR NO KEY UPDATE\n"
+    ),
+    args: &[UUID, TIMESTAMPTZ],
+};
+static KEY_METER_0_1_0: Stmt = stmt!("key_meter_0_1_0.sql", [UUID, TIMESTAMPTZ]);
+static KEY_METER_LOCKED_0_1_0: Stmt = Stmt {
+    sql: concat!(
+        include_str!("../../sql/queries/key_meter_0_1_0.sql"),
+        "   FOR NO KEY UPDATE\n"
+    ),
+    args: &[UUID, TIMESTAMPTZ],
+};
+
+/// Which schema the statements are written for: `V0_1_0` is a database still at 0.1.0,
+/// served by this library until `ALTER EXTENSION pg_apikey UPDATE` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schema {
+    V0_1_0,
+    Current,
+}
+
+/// Key `key_id`'s limits at `now`, its row locked when `lock`; `None`: gone or revoked.
+pub fn key_meter(
+    key_id: Uuid,
+    now: TimestampWithTimeZone,
+    lock: bool,
+    schema: Schema,
+) -> Option<Metered> {
+    let stmt = match (lock, schema) {
+        (true, Schema::Current) => &KEY_METER_LOCKED,
+        (false, Schema::Current) => &KEY_METER,
+        (true, Schema::V0_1_0) => &KEY_METER_LOCKED_0_1_0,
+        (false, Schema::V0_1_0) => &KEY_METER_0_1_0,
+    };
+    run(stmt, &[key_id.into(), now.into()], |t| {
+        let row = t.into_iter().next()?;
+        let mut m = Metered {
+            limits: meter::Limits {
+                windows: Vec::new(),
+                quota: quota(&row),
+            },
+            ..Metered::default()
+        };
+        if let Some(max) = col::<i32>(&row, "rate_limit_max") {
+            m.limits.windows.push(Window {
+                limit: i64::from(max),
+                unit: Unit::Requests,
+                count: i64::from(req::<i32>(&row, "rate_window_count")),
+                reset_at: col(&row, "rate_window_reset_at").map(micros),
+                next_reset: micros(req(&row, "default_next_reset")),
+            });
+            m.names.push(DEFAULT_NAME.to_string());
+            m.has_default = true;
+        }
+        named_windows(&row, &mut m);
+        Some(m)
+    })
+}
+
+/// The counts and ends of the named windows (after the default one), as stored arrays.
+fn named_state(
+    m: &Metered,
+    windows: &[Window],
+) -> (Option<Vec<i64>>, Option<Vec<Option<TimestampWithTimeZone>>>) {
+    let named = &windows[usize::from(m.has_default)..];
+    if named.is_empty() {
+        return (None, None);
+    }
+    (
+        Some(named.iter().map(|w| w.count).collect()),
+        Some(named.iter().map(|w| w.reset_at.map(timestamp)).collect()),
+    )
+}
+
+const KEY_METER_SPEND_ARGS: [pg_sys::Oid; 8] = [
+    UUID,
+    INT8,
+    BOOL,
+    INT4,
+    TIMESTAMPTZ,
+    INT8_ARRAY,
+    TIMESTAMPTZ_ARRAY,
+    TIMESTAMPTZ,
+];
+static KEY_METER_SPEND: Stmt = Stmt {
+    sql: include_str!("../../sql/queries/key_meter_spend.sql"),
+    args: &KEY_METER_SPEND_ARGS,
+};
+static KEY_METER_SPEND_0_1_0: Stmt = Stmt {
+    sql: include_str!("../../sql/queries/key_meter_spend_0_1_0.sql"),
+    args: &KEY_METER_SPEND_ARGS,
+};
+
+/// Record an admitted call of key `key_id`: its new windows and quota.
+pub fn key_meter_spend(
+    key_id: Uuid,
+    m: &Metered,
+    windows: &[Window],
+    spent: Option<Spent>,
+    now: TimestampWithTimeZone,
+    schema: Schema,
+) {
+    let (default_count, default_reset) = match windows.first() {
+        Some(w) if m.has_default => (
+            Some(i32::try_from(w.count).expect("a default window counts at most an integer")),
+            w.reset_at.map(timestamp),
+        ),
+        _ => (None, None),
+    };
+    let (counts, resets) = named_state(m, windows);
+    let args = [
+        key_id.into(),
+        spent.map(|s| s.remaining).into(),
+        spent.is_some_and(|s| s.refilled).into(),
+        default_count.into(),
+        default_reset.into(),
+        counts.into(),
+        resets.into(),
+        now.into(),
+    ];
+    let stmt = match schema {
+        Schema::Current => &KEY_METER_SPEND,
+        Schema::V0_1_0 => &KEY_METER_SPEND_0_1_0,
+    };
+    run(stmt, &args, |_| ())
+}
+
+/// An owner of keys: an organization, or a user for its user-owned keys.
+#[derive(Clone, Copy, Debug)]
+pub struct Owner<'a> {
+    pub kind: &'static str,
+    pub id: &'a str,
+}
+
+impl<'a> Owner<'a> {
+    pub fn org(id: &'a str) -> Owner<'a> {
+        Owner { kind: "org", id }
+    }
+
+    pub fn user(id: &'a str) -> Owner<'a> {
+        Owner { kind: "user", id }
+    }
+}
+
+static OWNER_METER: Stmt = stmt!("owner_meter.sql", [TEXT, TEXT, TIMESTAMPTZ]);
+static OWNER_METER_LOCKED: Stmt = Stmt {
+    sql: concat!(
+        include_str!("../../sql/queries/owner_meter.sql"),
+        "   FOR NO KEY UPDATE\n"
+    ),
+    args: &[TEXT, TEXT, TIMESTAMPTZ],
+};
+
+/// An owner's limits and their settings, as `get_owner_limits` shows them.
+pub struct OwnerLimits {
+    pub metered: Metered,
+    pub refill_amount: Option<i64>,
+    pub refill_interval: Option<Interval>,
+    pub rate_limits: Option<Jsonb>,
+    pub set_at: TimestampWithTimeZone,
+}
+
+/// `owner`'s limits at `now`, its row locked when `lock`; `None`: it has none.
+pub fn owner_meter(
+    owner: Owner<'_>,
+    now: TimestampWithTimeZone,
+    lock: bool,
+) -> Option<OwnerLimits> {
+    let stmt = if lock {
+        &OWNER_METER_LOCKED
+    } else {
+        &OWNER_METER
+    };
+    run(
+        stmt,
+        &[owner.kind.into(), owner.id.into(), now.into()],
+        |t| {
+            let row = t.into_iter().next()?;
+            let mut m = Metered {
+                limits: meter::Limits {
+                    windows: Vec::new(),
+                    quota: quota(&row),
+                },
+                ..Metered::default()
+            };
+            named_windows(&row, &mut m);
+            Some(OwnerLimits {
+                metered: m,
+                refill_amount: col(&row, "refill_amount"),
+                refill_interval: col(&row, "refill_interval"),
+                rate_limits: col(&row, "rate_limits"),
+                set_at: req(&row, "set_at"),
+            })
+        },
+    )
+}
+
+static OWNER_METER_SPEND: Stmt = stmt!(
+    "owner_meter_spend.sql",
+    [
+        TEXT,
+        TEXT,
+        INT8,
+        BOOL,
+        INT8_ARRAY,
+        TIMESTAMPTZ_ARRAY,
+        TIMESTAMPTZ
+    ]
+);
+
+/// Record an admitted call against `owner`'s limits.
+pub fn owner_meter_spend(
+    owner: Owner<'_>,
+    m: &Metered,
+    windows: &[Window],
+    spent: Option<Spent>,
+    now: TimestampWithTimeZone,
+) {
+    let (counts, resets) = named_state(m, windows);
+    let args = [
+        owner.kind.into(),
+        owner.id.into(),
+        spent.map(|s| s.remaining).into(),
+        spent.is_some_and(|s| s.refilled).into(),
+        counts.into(),
+        resets.into(),
+        now.into(),
+    ];
+    run(&OWNER_METER_SPEND, &args, |_| ())
+}
+
+/// The limits `set_owner_limits` stores.
+pub struct NewOwnerLimits {
+    pub remaining: Option<i64>,
+    pub refill_amount: Option<i64>,
+    pub refill_interval: Option<Interval>,
+    pub rate_limits: Option<Jsonb>,
+}
+
+static OWNER_LIMITS_SET: Stmt = stmt!(
+    "owner_limits_set.sql",
+    [
+        TEXT,
+        TEXT,
+        INT8,
+        INT8,
+        INTERVAL,
+        JSONB,
+        TEXT,
+        TEXT,
+        TIMESTAMPTZ
+    ]
+);
+static OWNER_LIMITS_DELETE: Stmt = stmt!("owner_limits_delete.sql", [TEXT, TEXT, TEXT, TEXT]);
+
+/// Replace `owner`'s limits (all `None`: remove them), with the audit row.
+pub fn owner_limits_set(
+    owner: Owner<'_>,
+    limits: &NewOwnerLimits,
+    by: &Actor<'_>,
+    now: TimestampWithTimeZone,
+) {
+    let none = limits.remaining.is_none()
+        && limits.refill_amount.is_none()
+        && limits.refill_interval.is_none()
+        && limits.rate_limits.is_none();
+    if none {
+        let args = [
+            owner.kind.into(),
+            owner.id.into(),
+            by.role.into(),
+            by.identity.into(),
+        ];
+        return run(&OWNER_LIMITS_DELETE, &args, |_| ());
+    }
+    let args = [
+        owner.kind.into(),
+        owner.id.into(),
+        limits.remaining.into(),
+        limits.refill_amount.into(),
+        limits.refill_interval.into(),
+        limits.rate_limits.into(),
+        by.role.into(),
+        by.identity.into(),
+        now.into(),
+    ];
+    run(&OWNER_LIMITS_SET, &args, |_| ())
+}
+
+static OWNER_LIMITS_EXIST: Stmt = stmt!("owner_limits_exist.sql", []);
+static IMPORTED_KEYS_EXIST: Stmt = stmt!("imported_keys_exist.sql", []);
+
+pub fn owner_limits_exist() -> bool {
+    run(&OWNER_LIMITS_EXIST, &[], |t| {
+        t.into_iter().next().is_some_and(|r| req(&r, "found"))
+    })
+}
+
+pub fn imported_keys_exist() -> bool {
+    run(&IMPORTED_KEYS_EXIST, &[], |t| {
+        t.into_iter().next().is_some_and(|r| req(&r, "found"))
+    })
+}
+
+/// One object per window, for verify's `rate_limits` column and `get_owner_limits`:
+/// `{"name", "scope", "limit", "remaining", "reset_at"}` as of `now` (`reset_at` null:
+/// no window runs, the whole limit is left).
+pub fn describe(
+    now: Micros,
+    scope: Scope,
+    m: &Metered,
+    windows: &[Window],
+) -> Vec<serde_json::Value> {
+    m.names
+        .iter()
+        .zip(windows)
+        .map(|(name, w)| {
+            let (remaining, reset_at) = w.state(now);
+            serde_json::json!({
+                "name": name,
+                "scope": scope.name(),
+                "limit": w.limit,
+                "remaining": remaining,
+                "reset_at": reset_at.map(timestamp),
+            })
+        })
+        .collect()
+}
