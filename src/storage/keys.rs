@@ -73,52 +73,6 @@ pub fn key_insert(k: NewKeyRow<'_>) -> (Uuid, TimestampWithTimeZone) {
 
 // ---------------------------------------------------------------- use
 
-static KEY_CONSUME: Stmt = stmt!("key_consume.sql", [UUID, TIMESTAMPTZ]);
-
-/// `Some(remaining after this use)` when the use was admitted, `None` when refused.
-pub fn key_consume(key_id: Uuid, now: TimestampWithTimeZone) -> Option<Option<i64>> {
-    run(&KEY_CONSUME, &[key_id.into(), now.into()], |t| {
-        t.into_iter().next().map(|r| col::<i64>(&r, "remaining"))
-    })
-}
-
-/// Why a limited key was refused just now.
-pub enum Refusal {
-    RateLimited {
-        retry_after: Option<Interval>,
-        remaining: Option<i64>,
-    },
-    UsageExceeded {
-        retry_after: Option<Interval>,
-    },
-    /// Neither holds any more (another transaction changed the key meanwhile): try again.
-    Neither,
-    Gone,
-}
-
-static KEY_REFUSAL: Stmt = stmt!("key_refusal.sql", [UUID, TIMESTAMPTZ]);
-
-pub fn key_refusal(key_id: Uuid, now: TimestampWithTimeZone) -> Refusal {
-    run(&KEY_REFUSAL, &[key_id.into(), now.into()], |t| {
-        let Some(r) = t.into_iter().next() else {
-            return Refusal::Gone;
-        };
-        let remaining = col::<i64>(&r, "remaining");
-        if req::<bool>(&r, "rate_limited") {
-            Refusal::RateLimited {
-                retry_after: col(&r, "window_ends_in"),
-                remaining,
-            }
-        } else if remaining.is_some_and(|n| n <= 0) {
-            Refusal::UsageExceeded {
-                retry_after: col(&r, "refill_in"),
-            }
-        } else {
-            Refusal::Neither
-        }
-    })
-}
-
 static KEY_TOUCH: Stmt = stmt!("key_touch.sql", [UUID, TIMESTAMPTZ, INTERVAL]);
 
 /// Record a use of an unlimited key, at most once per `resolution`. Never waits: when

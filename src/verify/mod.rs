@@ -9,9 +9,12 @@
 //!   values they are, never through text or a JSON parser.
 //! - The result is one row handed to PostgreSQL as a materialized set, with the row type
 //!   worked out once per call site (cached in `fn_extra`).
-//! - Only keys with a quota or rate limit write, through one atomic `UPDATE` (see
-//!   [`crate::storage::key_consume`]); other keys write `last_used_at` at most once per
-//!   `apikey.last_used_resolution`, and never wait for it.
+//! - Only calls that a quota or rate limit counts write — the key's limits and its owner's,
+//!   locked key first, decided together by [`crate::meter::decide`], written back when
+//!   admitted (see [`crate::storage::metering`]); other keys write `last_used_at` at most
+//!   once per `apikey.last_used_resolution`, and never wait for it.
+//! - A key without pg_apikey's checksum is looked up by digest only while imported keys
+//!   are in use (a flag per backend, see [`scan::imported_keys_exist`]).
 //!
 //! Three files: [`scan`] holds every unsafe call (the index probe, whose relations, scan
 //! and snapshot are released on drop, and the transaction state); [`decide`] is the
