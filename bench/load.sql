@@ -18,6 +18,21 @@ INSERT INTO bench.keys
 SELECT 'rate', g - 1, (apikey.create_api_key(org_id => 'bench', name => 'rate',
         rate_limit_max => 1000000000, rate_limit_window => '1 hour')).key
   FROM generate_series(1, 8) g;
+-- Metered (0.2.0): a quota and two named rate limits (cost 3 per call), and the same keys
+-- in an organization whose plan (owner limits) they share.
+INSERT INTO bench.keys
+SELECT 'metered', g - 1, (apikey.create_api_key(org_id => 'bench', name => 'metered', remaining => 1000000000000,
+        rate_limits => '[{"name": "burst", "limit": 1000000000, "window": "1 second"},
+                         {"name": "daily", "limit": 1000000000000, "window": "1 day", "unit": "cost"}]')).key
+  FROM generate_series(1, 8) g;
+SELECT apikey.create_organization('plan');
+SELECT apikey.set_owner_limits(org_id => 'plan', remaining => 1000000000000000,
+    rate_limits => '[{"name": "org-minute", "limit": 1000000000000, "window": "1 minute"}]');
+INSERT INTO bench.keys
+SELECT 'metered_owner', g - 1, (apikey.create_api_key(org_id => 'plan', name => 'metered', remaining => 1000000000000,
+        rate_limits => '[{"name": "burst", "limit": 1000000000, "window": "1 second"},
+                         {"name": "daily", "limit": 1000000000000, "window": "1 day", "unit": "cost"}]')).key
+  FROM generate_series(1, 8) g;
 INSERT INTO bench.keys
 SELECT 'hot', 0, (apikey.create_api_key(org_id => 'bench', name => 'hot', remaining => 1000000000000)).key;
 -- Garbage: real plain keys with the last checksum character changed.

@@ -79,7 +79,12 @@ for c in (1, 8):
 w(f"| *floor query, garbage keys* | 8 | {cell('small', 'floor_garbage', 8)} | "
   f"{ratio(med('small', 'floor_garbage', 8), med('small', 'select1', 8))} | | | |")
 for label, wl in (("plain key, `required_permissions` object", "verify_req_object"),
-                  ("plain key, two-level `$any`/`$all` query", "verify_req_query")):
+                  ("plain key, two-level `$any`/`$all` query", "verify_req_query"),
+                  ("metered key: quota, 2 named rate limits, `cost => 3`, distinct keys", "verify_metered"),
+                  ("the same, in an organization with owner limits (8 keys, one plan)", "verify_metered_owner"),
+                  ("garbage key while imported keys are in use (one probe by digest)", "verify_garbage_imported"),
+                  ("*floor query, garbage keys*, same runs", "floor_garbage_imported"),
+                  ("*SELECT 1*, same runs", "select1_imported")):
     m = med("small", wl, 8)
     w(f"| {label} | 8 | {cell('small', wl, 8)} | {ratio(m, med('small', 'select1', 8))} "
       f"| {ratio(m, med('small', 'floor', 8))} | | |")
@@ -137,6 +142,19 @@ r = med("small", "verify_quota", 8) / med("small", "verify_plain", 8)
 target("quota verifies on distinct keys ≥ 0.5 × plain verify", r, r >= 0.5)
 r = med("small", "verify_req_query", 8) / med("small", "verify_req_object", 8)
 target("two-level `$any`/`$all` query ≥ 0.9 × the object shape (plain key, 8 clients)", r, r >= 0.9)
+r = med("small", "verify_metered", 8) / med("small", "verify_quota", 8)
+target("quota + 2 named rate limits + `cost => 3` ≥ 0.8 × a key with one quota (8 clients, distinct keys)", r, r >= 0.8)
+r = med("small", "verify_metered_owner", 8) / med("small", "verify_metered", 8)
+target("the same keys sharing an organization's owner limits ≥ 0.6 × that", r, r >= 0.6)
+# The plain key's ratio to the floor query before 0.2.0's metering (BENCHMARKS.md of
+# commit 26323e3, 8 clients): it must stay within 5 % of it.
+PLAIN_VS_FLOOR_BEFORE = 0.893
+r = (med("small", "verify_plain", 8) / med("small", "floor", 8)) / PLAIN_VS_FLOOR_BEFORE
+target(f"plain verify vs floor ≥ 0.95 × its figure before 0.2.0 ({PLAIN_VS_FLOOR_BEFORE}×)", r, r >= 0.95)
+r = med("small", "verify_garbage_imported", 8) / med("small", "floor_garbage_imported", 8)
+target("garbage key with imported keys in use vs floor query on garbage keys (measured; no target)", r, True)
+r = med("small", "verify_garbage_imported", 8) / med("small", "verify_garbage", 8)
+target("garbage key with imported keys in use vs none in use (measured; no target)", r, True)
 import os
 analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
 if os.path.exists(analysis):

@@ -54,6 +54,9 @@ for kind in plain quota rate garbage; do
     echo "SELECT * FROM diy.verify($(key_case diy_$kind));" > "$SCRIPTS/diy_$kind.sql"
 done
 echo "SELECT * FROM apikey.verify_api_key('$(one_key hot)');" > "$SCRIPTS/verify_hot.sql"
+for kind in metered metered_owner; do
+    echo "SELECT * FROM apikey.verify_api_key($(key_case $kind), cost => 3);" > "$SCRIPTS/verify_$kind.sql"
+done
 # Required permissions on plain keys (granted {"api": ["read", "write"]}): the object shape,
 # and a two-level query that is met by its second branch.
 echo "SELECT * FROM apikey.verify_api_key($(key_case plain), '{\"api\": [\"read\"]}');" > "$SCRIPTS/verify_req_object.sql"
@@ -106,6 +109,8 @@ for run in $(seq 1 "$RUNS"); do
     bench diy_hot diy_hot 8 "$run" small
     bench verify_rate verify_rate 8 "$run" small
     bench diy_rate diy_rate 8 "$run" small
+    bench verify_metered verify_metered 8 "$run" small
+    bench verify_metered_owner verify_metered_owner 8 "$run" small
     bench verify_req_object verify_req_object 8 "$run" small
     bench verify_req_query verify_req_query 8 "$run" small
     bench verify_garbage verify_garbage 8 "$run" small
@@ -114,6 +119,17 @@ for run in $(seq 1 "$RUNS"); do
     inproc verify "$run" small
     inproc floor "$run" small
 done
+
+# A key without a valid checksum while imported keys are in use: one index probe by
+# digest (then refused), against the same workloads with none in use, in the same runs.
+log "imported keys in use: garbage keys"
+imported=$(psql_b -d "$DB" -At -c "SELECT apikey.import_api_key(sha256(convert_to('legacy-bench-key', 'UTF8')), org_id => 'bench')")
+for run in $(seq 1 "$RUNS"); do
+    bench select1_imported select1 8 "$run" small
+    bench verify_garbage_imported verify_garbage 8 "$run" small
+    bench floor_garbage_imported floor_garbage 8 "$run" small
+done
+psql_b -d "$DB" -c "SELECT FROM apikey.revoke_api_key('$imported')"
 
 log "growing the keys tables to $BIG keys"
 psql_b -d "$DB" -c "SELECT bench.fill($BIG)" -c "VACUUM ANALYZE"

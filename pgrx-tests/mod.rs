@@ -487,6 +487,42 @@ mod tests {
     }
 
     #[pg_test]
+    fn with_more_owners_than_a_backend_keeps_every_owner_is_looked_up() {
+        org("acme");
+        org("plain");
+        // 10,001 owners with limits: more than verify keeps in memory.
+        Spi::run(
+            "INSERT INTO apikey.owner_limits (owner_kind, owner_id, remaining, set_by_role)
+             SELECT 'user', 'u' || g, 5, 'test' FROM generate_series(1, 10001) g",
+        )
+        .unwrap();
+        Spi::run("SELECT apikey.set_owner_limits(org_id => 'acme', remaining => 2)").unwrap();
+        let (_, limited) = limited_key("name => 'in acme'");
+        let plain = Spi::get_one::<String>(
+            "SELECT key FROM apikey.create_api_key(org_id => 'plain', name => 'no limits')",
+        )
+        .unwrap()
+        .unwrap();
+        let t0 = clock();
+        assert_eq!(meter_at(&limited, 1, at(t0, 0)).1, Some(1));
+        assert_eq!(
+            meter_at(&plain, 1, at(t0, 1)),
+            ("VALID".into(), None, None, vec![])
+        );
+        assert!(
+            crate::verify::owner_may_have_limits("org", "plain"),
+            "looked up, not known"
+        );
+        let user_key = Spi::get_one::<String>(
+            "SELECT key FROM apikey.create_api_key(user_id => 'u77', name => 'a user with limits')",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(meter_at(&user_key, 5, at(t0, 2)).1, Some(0));
+        assert_eq!(meter_at(&user_key, 1, at(t0, 3)).0, "USAGE_EXCEEDED");
+    }
+
+    #[pg_test]
     fn owner_limits_apply_from_the_call_after_they_are_set() {
         org("acme");
         let (_, key) = limited_key("name => 'plain'");

@@ -400,13 +400,17 @@ pub fn owner_limits_set(
     run(&OWNER_LIMITS_SET, &args, |_| ())
 }
 
-static OWNER_LIMITS_EXIST: Stmt = stmt!("owner_limits_exist.sql", []);
+static OWNERS_WITH_LIMITS: Stmt = stmt!("owners_with_limits.sql", [INT8]);
 static IMPORTED_KEYS_EXIST: Stmt = stmt!("imported_keys_exist.sql", []);
 
-pub fn owner_limits_exist() -> bool {
-    run(&OWNER_LIMITS_EXIST, &[], |t| {
-        t.into_iter().next().is_some_and(|r| req(&r, "found"))
-    })
+/// Every owner that has limits, as (kind, id); `None` when there are more than `most`.
+pub fn owners_with_limits(most: i64) -> Option<Vec<(String, String)>> {
+    let owners: Vec<(String, String)> = run(&OWNERS_WITH_LIMITS, &[(most + 1).into()], |t| {
+        t.into_iter()
+            .map(|r| (req(&r, "owner_kind"), req(&r, "owner_id")))
+            .collect()
+    });
+    (owners.len() as i64 <= most).then_some(owners)
 }
 
 pub fn imported_keys_exist() -> bool {

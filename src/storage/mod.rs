@@ -72,14 +72,19 @@ fn prepare_kept(
 
 /// Execute a kept plan with `args` and hand the result to `read`.
 fn execute<'c, R>(
-    client: &mut SpiClient<'c>,
+    client: &SpiClient<'c>,
     plan: &OwnedPreparedStatement,
     sql: &str,
     args: &[DatumWithOid<'_>],
     read: impl FnOnce(SpiTupleTable<'c>) -> R,
 ) -> R {
+    // `select`, for writes too: every plan is prepared with `prepare_mut`, so SPI runs it
+    // read-write (a fresh snapshot per statement, as for a volatile function). pgrx's
+    // `update` would also ask for a transaction id first — which a read-only transaction
+    // does not need and a hot standby cannot give (XX000) — while a statement that writes
+    // gets one by writing.
     let table = client
-        .update(plan, None, args)
+        .select(plan, None, args)
         .unwrap_or_else(|e| panic!("pg_apikey: {sql} failed: {e}"));
     read(table)
 }

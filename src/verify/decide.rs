@@ -144,7 +144,9 @@ pub fn decide(
         refused(k, "KEY_EXPIRED")
     } else if !required.is_none_or(|r| r.granted_by(k.permissions())) {
         refused(k, "INSUFFICIENT_PERMISSIONS")
-    } else if k.is_limited() || scan::owner_limits_exist() {
+    } else if k.is_limited()
+        || owner_of(&k).is_some_and(|(kind, id)| scan::owner_may_have_limits(kind, &id))
+    {
         settings::with_pinned_search_path(|| as_owner(|| metered(k, cost, now)))
     } else {
         touch(&k, now);
@@ -182,7 +184,7 @@ fn owner_of(k: &KeyRead) -> Option<(&'static str, String)> {
 /// orders — decided together by [`meter::decide`], and written back only when the call
 /// is admitted. A call of cost 0 writes nothing, so it takes no lock either.
 fn metered(k: KeyRead, cost: i64, now: TimestampWithTimeZone) -> Outcome {
-    let owner_id = owner_of(&k).filter(|_| scan::owner_limits_exist());
+    let owner_id = owner_of(&k).filter(|(kind, id)| scan::owner_may_have_limits(kind, id));
     let owner = owner_id.as_ref().map(|(kind, id)| Owner { kind, id });
     let writes = cost > 0;
     let key_limited = k.is_limited();

@@ -26,6 +26,6 @@ mod scan;
 
 #[cfg(any(test, feature = "pg_test"))]
 pub use decide::decide_for_test;
-#[cfg(any(test, feature = "pg_test"))]
-pub use scan::imported_keys_exist as imported_keys_in_use;
 pub use scan::{announce_change, now_tz, register_invalidation};
+#[cfg(any(test, feature = "pg_test"))]
+pub use scan::{imported_keys_exist as imported_keys_in_use, owner_may_have_limits};

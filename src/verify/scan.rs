@@ -1,8 +1,10 @@
 //! Every unsafe call of verify: the probe of the digest index (relations, scan, slot and
 //! snapshot, each released on drop), the columns it copies out, and the transaction state
 //! verify depends on. Nothing here decides anything.
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::ffi::CStr;
+use std::rc::Rc;
 
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys::{self, Datum};
@@ -202,16 +204,16 @@ unsafe extern "C-unwind" fn forget_relations(_arg: Datum, relid: pg_sys::Oid) {
     FLAGS.with(|f| {
         let mut flags = f.get();
         if relid == pg_sys::InvalidOid || relid == flags.keys || relid == flags.owner_limits {
-            flags.owner_limits_exist = None;
             flags.imported_keys_exist = None;
             flags.generation = flags.generation.wrapping_add(1);
             f.set(flags);
+            OWNERS.with(|o| o.borrow_mut().take());
         }
     });
 }
 
-/// Two facts verify needs on every call and that change rarely, kept per backend: whether
-/// any owner has limits, and whether imported keys are in use. Each is looked up once,
+/// Two facts verify needs on every call and that change rarely, kept per backend: which
+/// owners have limits ([`Owners`]), and whether imported keys are in use. Each is looked up once,
 /// then forgotten when `apikey.keys` or `apikey.owner_limits` is invalidated: the
 /// functions that can make either true (`set_owner_limits`, `import_api_key`) send that
 /// invalidation with their commit, see [`announce_change`]. A lookup that overlapped an
@@ -220,21 +222,35 @@ unsafe extern "C-unwind" fn forget_relations(_arg: Datum, relid: pg_sys::Oid) {
 struct Flags {
     keys: pg_sys::Oid,
     owner_limits: pg_sys::Oid,
-    owner_limits_exist: Option<bool>,
     imported_keys_exist: Option<bool>,
     generation: u64,
 }
+
+/// The owners that have limits, as this backend last read them: every organization and
+/// user by id while there are at most [`OWNERS_KEPT`] (then a key whose owner has none
+/// costs a hash lookup), else only that there are many (then every verify of a key looks
+/// its owner up).
+enum Owners {
+    Listed {
+        orgs: HashSet<String>,
+        users: HashSet<String>,
+    },
+    Many,
+}
+
+/// How many owners with limits a backend keeps in memory.
+const OWNERS_KEPT: i64 = 10_000;
 
 thread_local! {
     static FLAGS: Cell<Flags> = const {
         Cell::new(Flags {
             keys: pg_sys::InvalidOid,
             owner_limits: pg_sys::InvalidOid,
-            owner_limits_exist: None,
             imported_keys_exist: None,
             generation: 0,
         })
     };
+    static OWNERS: RefCell<Option<Rc<Owners>>> = const { RefCell::new(None) };
 }
 
 /// A fact of [`Flags`]: the cached answer, else `look` (run as the extension's owner),
@@ -276,14 +292,54 @@ fn apikey_relation(name: &CStr) -> Option<pg_sys::Oid> {
     (oid != pg_sys::InvalidOid).then_some(oid)
 }
 
-/// Whether any owner (organization or user) has limits.
-pub fn owner_limits_exist() -> bool {
-    flag(
-        |f| f.owner_limits_exist,
-        |f, oid, v| (f.owner_limits, f.owner_limits_exist) = (oid, Some(v)),
-        || apikey_relation(c"owner_limits"),
-        crate::storage::metering::owner_limits_exist,
-    )
+/// Whether the owner `kind` (`org` or `user`) `id` may have limits: false when it surely
+/// has none (from this backend's [`Owners`]), true when it has, or when there are too
+/// many owners with limits to keep (the caller then looks).
+pub fn owner_may_have_limits(kind: &str, id: &str) -> bool {
+    let owners = match OWNERS.with(|o| o.borrow().clone()) {
+        Some(owners) => owners,
+        None => {
+            let before = FLAGS.with(Cell::get);
+            let Some(oid) = apikey_relation(c"owner_limits") else {
+                return false; // a 0.1.0 schema
+            };
+            let listed = crate::settings::with_pinned_search_path(|| {
+                crate::caller::as_owner(|| {
+                    crate::storage::metering::owners_with_limits(OWNERS_KEPT)
+                })
+            });
+            let owners = Rc::new(match listed {
+                Some(list) => {
+                    let (mut orgs, mut users) = (HashSet::new(), HashSet::new());
+                    for (k, id) in list {
+                        if k == "org" {
+                            orgs.insert(id)
+                        } else {
+                            users.insert(id)
+                        };
+                    }
+                    Owners::Listed { orgs, users }
+                }
+                None => Owners::Many,
+            });
+            FLAGS.with(|f| {
+                let mut flags = f.get();
+                if flags.generation == before.generation {
+                    flags.owner_limits = oid;
+                    f.set(flags);
+                    OWNERS.with(|o| *o.borrow_mut() = Some(owners.clone()));
+                }
+            });
+            owners
+        }
+    };
+    match &*owners {
+        Owners::Many => true,
+        Owners::Listed { orgs, users } => match kind {
+            "org" => orgs.contains(id),
+            _ => users.contains(id),
+        },
+    }
 }
 
 /// Whether keys made by `import_api_key` are in use (not revoked or deleted). Processes

@@ -469,6 +469,11 @@ def group_standby():
         quota_id, quota = create_key(p, remaining=10)
         _, limited = create_key(p, rate_limit_max=5, rate_limit_window="1 minute")
         _, both = create_key(p, remaining=10, rate_limit_max=5, rate_limit_window="1 minute")
+        _, named = create_key(p, rate_limits='[{"name": "burst", "limit": 5, "window": "1 second"}]')
+        # 0.2.0: an organization with owner limits, whose key has no limits of its own.
+        p.execute("SELECT apikey.create_organization('planned')")
+        p.execute("SELECT apikey.set_owner_limits(org_id => 'planned', remaining => 100)")
+        owned = p.execute("SELECT key FROM apikey.create_api_key(org_id => 'planned')").fetchone()[0]
         doomed_id, doomed = create_key(p)
     standby = Cluster("standby-standby", PORT + 1)
     standby.ctl("basebackup", primary.dir, primary.port, standby.dir)
@@ -478,7 +483,11 @@ def group_standby():
         codes = [verify(s, k) for k in (plain, plain, plain_used, doomed)]
         check(codes == ["VALID"] * 4, "standby: plain keys (never verified, and verified on the primary) verify VALID",
               f"codes {codes}")
-        for what, key in (("a quota", quota), ("a rate limit", limited), ("a quota and a rate limit", both)):
+        check(verify(s, plain) == "VALID", "standby: a key of an owner without limits verifies while other owners have some")
+        check(s.execute("SELECT code FROM apikey.verify_api_key(%s, cost => 0)", (named,)).fetchone()[0] == "VALID",
+              "standby: a call of cost 0 counts nothing, so a key with named rate limits verifies")
+        for what, key in (("a quota", quota), ("a rate limit", limited), ("a quota and a rate limit", both),
+                          ("named rate limits", named), ("an owner with limits", owned)):
             try:
                 code = verify(s, key)
                 raise CheckFailed(f"standby: a key with {what} answered {code} instead of raising 25006")
@@ -487,6 +496,11 @@ def group_standby():
             except psycopg.Error as e:
                 raise CheckFailed(f"standby: a key with {what} raised {e.sqlstate} instead of 25006: {e}")
         check(verify(s, plain) == "VALID", "standby: the session still verifies after the 25006 errors")
+        read = (s.execute("SELECT name FROM apikey.get_api_key(%s)", (plain_id,)).fetchone()[0],
+                s.execute("SELECT count(*) FROM apikey.list_api_keys(org_id => 'o')").fetchone()[0],
+                s.execute("SELECT remaining FROM apikey.get_owner_limits(org_id => 'planned')").fetchone()[0])
+        check(read[1] >= 7 and read[2] == 100,
+              "standby: management reads (get_api_key, list_api_keys, get_owner_limits) answer", f"{read}")
 
         p.execute("SELECT apikey.revoke_api_key(%s)", (doomed_id,))
         _, fresh = create_key(p)

@@ -217,6 +217,11 @@ BEGIN TRANSACTION READ ONLY;
 SELECT code FROM apikey.verify_api_key(:'plain');
 SELECT code FROM apikey.verify_api_key(:'u');
 SELECT code, remaining FROM apikey.verify_api_key(:'m1', cost => 0);
+-- Reading is no write: management reads work too, and nothing asked for a transaction id
+-- (a hot standby has none to give).
+SELECT count(*) AS keys FROM apikey.list_api_keys(org_id => 'metered');
+SELECT org_id FROM apikey.get_owner_limits(org_id => 'metered');
+SELECT txid_current_if_assigned() IS NULL AS no_transaction_id;
 SELECT code FROM apikey.verify_api_key(:'m2');
 ROLLBACK;
 \echo :LAST_ERROR_SQLSTATE
