@@ -111,6 +111,7 @@ for run in $(seq 1 "$RUNS"); do
     bench diy_rate diy_rate 8 "$run" small
     bench verify_metered verify_metered 8 "$run" small
     bench verify_metered_owner verify_metered_owner 8 "$run" small
+    BENCH_PGOPTIONS="-c apikey.usage_synchronous_commit=off" bench verify_metered_owner_async verify_metered_owner 8 "$run" small
     bench verify_req_object verify_req_object 8 "$run" small
     bench verify_req_query verify_req_query 8 "$run" small
     bench verify_garbage verify_garbage 8 "$run" small

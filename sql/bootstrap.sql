@@ -136,7 +136,7 @@ COMMENT ON TABLE apikey.keys IS
     'API keys: digest, prefix and start only, never the plaintext. Reached through the apikey.* functions.';
 
 -- The public fields of a key, as returned by get_api_key, list_api_keys and
--- revoke_api_key: never the secret or its digest.
+-- revoke_api_key: never the secret or its digest. Built by apikey.key_info_of below.
 CREATE TYPE apikey.key_info AS (
     key_id              uuid,
     org_id              text,
@@ -164,6 +164,19 @@ CREATE TYPE apikey.key_info AS (
     rate_limits         jsonb,
     imported            boolean
 );
+
+-- A key's public fields from its stored row: the one place that builds apikey.key_info
+-- (every statement that returns or records a key calls it; never the secret or digest).
+CREATE FUNCTION apikey.key_info_of(k apikey.keys) RETURNS apikey.key_info
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+SELECT ROW(k.id, k.org_id, k.user_id, k.name, k.prefix, k.start, k.enabled, k.expires_at,
+           k.permissions, k.metadata, k.remaining, k.refill_amount, k.refill_interval,
+           k.rate_limit_max, k.rate_limit_window, k.created_at, k.last_used_at, k.revoked_at,
+           k.created_by_role, k.created_by_identity, k.updated_at, k.rotated_from,
+           k.replaced_by, k.rate_limits, k.imported)::apikey.key_info
+$$;
 
 -- 0.2.0: limits shared by every key of an owner — an organization's keys, or a user's own
 -- (user-owned) keys. Set with apikey.set_owner_limits. The same quota, refill and named

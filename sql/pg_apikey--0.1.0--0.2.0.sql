@@ -20,6 +20,19 @@ ALTER TYPE apikey.key_info
     ADD ATTRIBUTE rate_limits jsonb,
     ADD ATTRIBUTE imported boolean;
 
+-- A key's public fields from its stored row: the one place that builds apikey.key_info
+-- (every statement that returns or records a key calls it; never the secret or digest).
+CREATE FUNCTION apikey.key_info_of(k apikey.keys) RETURNS apikey.key_info
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+SELECT ROW(k.id, k.org_id, k.user_id, k.name, k.prefix, k.start, k.enabled, k.expires_at,
+           k.permissions, k.metadata, k.remaining, k.refill_amount, k.refill_interval,
+           k.rate_limit_max, k.rate_limit_window, k.created_at, k.last_used_at, k.revoked_at,
+           k.created_by_role, k.created_by_identity, k.updated_at, k.rotated_from,
+           k.replaced_by, k.rate_limits, k.imported)::apikey.key_info
+$$;
+
 -- Limits shared by an owner's keys.
 CREATE TABLE apikey.owner_limits (
     owner_kind      text NOT NULL
@@ -278,5 +291,9 @@ COMMENT ON FUNCTION apikey.get_owner_limits(text, text) IS
 
 COMMENT ON FUNCTION apikey.import_api_key(bytea, text, text, text, text, text, boolean, timestamptz, jsonb, jsonb, bigint, bigint, interval, timestamptz, integer, interval, timestamptz, timestamptz) IS
 'Import a key made by another system by the SHA-256 digest (32 bytes) of its whole text, with its owner, settings and history; returns its id. It then verifies with its original text (while apikey.accept_imported_keys is on). Re-runnable: an already stored digest returns that key''s id and changes nothing. Trusted callers only. Recorded as key_imported.';
+
 COMMENT ON FUNCTION apikey.rotate_api_key(uuid, interval) IS
 'Replace a key with a new one (new id and secret, same owner and settings), returned in plaintext once. The old key verifies for grace more (default 0), then answers KEY_EXPIRED; the two are linked by rotated_from/replaced_by.';
+
+COMMENT ON FUNCTION apikey.key_info_of(apikey.keys) IS
+'A key''s public fields (apikey.key_info) from its row of apikey.keys, never the secret or its digest. Used by the extension''s own statements; the table is closed to other roles.';

@@ -3,11 +3,7 @@
 -- "changes" as the jsonb values they are.
 INSERT INTO apikey.audit_log (action, org_id, key_id, actor_role, actor_identity, details)
 SELECT $1, k.org_id, k.id, $3, $4,
-       jsonb_build_object('key', to_jsonb(ROW(k.id, k.org_id, k.user_id, k.name, k.prefix, k.start, k.enabled,
-           k.expires_at, k.permissions, k.metadata, k.remaining, k.refill_amount,
-           k.refill_interval, k.rate_limit_max, k.rate_limit_window, k.created_at,
-           k.last_used_at, k.revoked_at, k.created_by_role, k.created_by_identity,
-           k.updated_at, k.rotated_from, k.replaced_by, k.rate_limits, k.imported)::apikey.key_info))
+       jsonb_build_object('key', to_jsonb(apikey.key_info_of(k)))
        || coalesce($5, '{}'::jsonb)
        || CASE WHEN coalesce(cardinality($6), 0) = 0 THEN '{}'::jsonb
                ELSE jsonb_build_object('changes',

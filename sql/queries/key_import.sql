@@ -9,11 +9,7 @@ WITH k AS (
             coalesce($17, clock_timestamp()), $18, true, $19, $20)
     ON CONFLICT (digest) DO NOTHING
     RETURNING n.id, n.org_id,
-       ROW(n.id, n.org_id, n.user_id, n.name, n.prefix, n.start, n.enabled,
-           n.expires_at, n.permissions, n.metadata, n.remaining, n.refill_amount,
-           n.refill_interval, n.rate_limit_max, n.rate_limit_window, n.created_at,
-           n.last_used_at, n.revoked_at, n.created_by_role, n.created_by_identity,
-           n.updated_at, n.rotated_from, n.replaced_by, n.rate_limits, n.imported)::apikey.key_info AS info
+       apikey.key_info_of(n) AS info
 ), audit AS (
     INSERT INTO apikey.audit_log (action, org_id, key_id, actor_role, actor_identity, details)
     SELECT 'key_imported', k.org_id, k.id, $19, $20, jsonb_build_object('key', to_jsonb(k.info))

@@ -5,11 +5,7 @@ WITH k AS (
         rate_limit_max, rate_limit_window, rate_limits, created_by_role, created_by_identity)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
     RETURNING n.id, n.org_id, n.created_at,
-       ROW(n.id, n.org_id, n.user_id, n.name, n.prefix, n.start, n.enabled,
-           n.expires_at, n.permissions, n.metadata, n.remaining, n.refill_amount,
-           n.refill_interval, n.rate_limit_max, n.rate_limit_window, n.created_at,
-           n.last_used_at, n.revoked_at, n.created_by_role, n.created_by_identity,
-           n.updated_at, n.rotated_from, n.replaced_by, n.rate_limits, n.imported)::apikey.key_info AS info
+       apikey.key_info_of(n) AS info
 ), audit AS (
     INSERT INTO apikey.audit_log (action, org_id, key_id, actor_role, actor_identity, details)
     SELECT 'key_created', k.org_id, k.id, $16, $17, jsonb_build_object('key', to_jsonb(k.info))

@@ -1,14 +1,12 @@
 -- The quota and rate limits of key $1 as the call at $2 finds them: what is left, when
--- the refill comes, each window's count and end, and when a window that starts now would
--- end (the named limits' in the order of the list). No row: the key is gone or revoked.
+-- the refill comes, each window's count and end, and when a default window that starts
+-- now would end (the named limits' are worked out from their list in
+-- src/storage/metering.rs). No row: the key is gone or revoked.
 -- The locking variant appends FOR NO KEY UPDATE (src/storage/meter.rs).
 SELECT k.remaining, k.refill_amount,
        coalesce(k.last_refill_at, k.created_at) + k.refill_interval AS refill_at,
        k.rate_limit_max, k.rate_window_count, k.rate_window_reset_at,
        $2 + k.rate_limit_window AS default_next_reset,
-       k.rate_limits, k.rate_counts, k.rate_resets,
-       ARRAY(SELECT $2 + (e.l ->> 'window')::interval
-               FROM jsonb_array_elements(k.rate_limits) WITH ORDINALITY AS e (l, n)
-              ORDER BY e.n) AS next_resets
+       k.rate_limits, k.rate_counts, k.rate_resets
   FROM apikey.keys k
  WHERE k.id = $1 AND k.revoked_at IS NULL

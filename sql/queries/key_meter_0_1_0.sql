@@ -6,6 +6,6 @@ SELECT k.remaining, k.refill_amount,
        k.rate_limit_max, k.rate_window_count, k.rate_window_reset_at,
        $2 + k.rate_limit_window AS default_next_reset,
        NULL::jsonb AS rate_limits, NULL::bigint[] AS rate_counts,
-       NULL::timestamptz[] AS rate_resets, '{}'::timestamptz[] AS next_resets
+       NULL::timestamptz[] AS rate_resets
   FROM apikey.keys k
  WHERE k.id = $1 AND k.revoked_at IS NULL

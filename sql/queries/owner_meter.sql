@@ -3,10 +3,6 @@
 -- appends FOR NO KEY UPDATE (src/storage/meter.rs).
 SELECT o.remaining, o.refill_amount, o.refill_interval,
        coalesce(o.last_refill_at, o.set_at) + o.refill_interval AS refill_at,
-       o.rate_limits, o.rate_counts, o.rate_resets,
-       ARRAY(SELECT $3 + (e.l ->> 'window')::interval
-               FROM jsonb_array_elements(o.rate_limits) WITH ORDINALITY AS e (l, n)
-              ORDER BY e.n) AS next_resets,
-       o.set_at
+       o.rate_limits, o.rate_counts, o.rate_resets, o.set_at
   FROM apikey.owner_limits o
  WHERE o.owner_kind = $1 AND o.owner_id = $2

@@ -1,7 +1,6 @@
 //! Limits shared by an owner's keys: `set_owner_limits` and `get_owner_limits`.
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
-use pgrx::IntoDatum;
 
 use super::optional_id;
 use crate::authz::{self, Action};
@@ -130,7 +129,7 @@ fn get_owner_limits(
     let next_refill_at = match (quota.and_then(|q| q.refill), o.refill_interval) {
         (Some(r), _) if r.at > now_us => Some(metering::timestamp(r.at)),
         // Due: the next call refills, and the period after it starts then.
-        (Some(_), Some(iv)) => Some(plus(now, iv)),
+        (Some(_), Some(iv)) => Some(metering::plus(now, iv)),
         _ => None,
     };
     let state = metering::describe(now_us, Scope::Owner, &o.metered, &o.metered.limits.windows);
@@ -149,16 +148,4 @@ fn get_owner_limits(
         (!state.is_empty()).then_some(pgrx::JsonB(serde_json::Value::Array(state))),
         o.set_at,
     ))
-}
-
-/// `t + iv`, with PostgreSQL's calendar arithmetic.
-fn plus(t: TimestampWithTimeZone, iv: Interval) -> TimestampWithTimeZone {
-    // SAFETY: timestamptz_pl_interval takes a timestamptz and an interval datum.
-    unsafe {
-        pgrx::direct_function_call::<TimestampWithTimeZone>(
-            pgrx::pg_sys::timestamptz_pl_interval,
-            &[t.into_datum(), iv.into_datum()],
-        )
-    }
-    .expect("a timestamptz plus an interval is a timestamptz")
 }

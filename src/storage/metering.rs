@@ -4,7 +4,7 @@
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::spi::SpiHeapTupleData;
-use pgrx::Uuid;
+use pgrx::{IntoDatum, Uuid};
 
 use super::{
     col, req, run, stmt, Actor, Stmt, BOOL, INT4, INT8, INTERVAL, JSONB, TEXT, TIMESTAMPTZ, UUID,
@@ -51,47 +51,79 @@ pub struct Metered {
     pub has_default: bool,
 }
 
-/// The limits of a stored `rate_limits` list (checked when it was set): name, limit and
-/// unit of each element.
-fn stored_limits(list: Option<Jsonb>) -> Vec<(String, i64, Unit)> {
+/// The limits of a stored `rate_limits` list (checked when it was set): name, limit, unit
+/// and window of each element.
+fn stored_limits(list: Option<Jsonb>) -> Vec<(String, i64, Unit, Option<Interval>)> {
     let Some(Value::Array(items)) = list.map(Jsonb::value) else {
         return Vec::new();
     };
     items
         .into_iter()
         .map(|item| {
-            let (mut name, mut limit, mut unit) = (String::new(), 0, Unit::Requests);
+            let (mut name, mut limit, mut unit, mut window) =
+                (String::new(), 0, Unit::Requests, None);
             if let Value::Object(fields) = item {
                 for (field, v) in fields {
                     match (field.as_str(), v) {
                         ("name", Value::String(s)) => name = s,
                         ("limit", Value::Number(n)) => limit = n.parse().unwrap_or(0),
                         ("unit", Value::String(s)) if s == "cost" => unit = Unit::Cost,
+                        ("window", Value::String(s)) => window = Some(interval_of(&s)),
                         _ => {}
                     }
                 }
             }
-            (name, limit, unit)
+            (name, limit, unit, window)
         })
         .collect()
 }
 
-/// The named limits of a row that has `rate_limits`, `rate_counts`, `rate_resets` and
-/// `next_resets` columns.
-fn named_windows(row: &SpiHeapTupleData<'_>, m: &mut Metered) {
+/// A window's text as PostgreSQL reads it (checked when the list was set).
+fn interval_of(text: &str) -> Interval {
+    let c = std::ffi::CString::new(text).expect("a checked window has no NUL");
+    // SAFETY: interval_in reads a C string (and the type modifier -1: none).
+    unsafe {
+        pgrx::direct_function_call::<Interval>(
+            pg_sys::interval_in,
+            &[
+                Some(pg_sys::Datum::from(c.as_ptr())),
+                Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
+                Some(pg_sys::Datum::from(-1i32)),
+            ],
+        )
+    }
+    .expect("interval_in returns a value")
+}
+
+/// `t + iv`, with PostgreSQL's calendar arithmetic (months and days as the calendar has
+/// them in the session's time zone).
+pub fn plus(t: TimestampWithTimeZone, iv: Interval) -> TimestampWithTimeZone {
+    // SAFETY: timestamptz_pl_interval takes a timestamptz and an interval datum.
+    unsafe {
+        pgrx::direct_function_call::<TimestampWithTimeZone>(
+            pg_sys::timestamptz_pl_interval,
+            &[t.into_datum(), iv.into_datum()],
+        )
+    }
+    .expect("a timestamptz plus an interval is a timestamptz")
+}
+
+/// The named limits of a row that has `rate_limits`, `rate_counts` and `rate_resets`
+/// columns, for a call at `now`.
+fn named_windows(row: &SpiHeapTupleData<'_>, m: &mut Metered, now: TimestampWithTimeZone) {
     let counts: Vec<Option<i64>> = col(row, "rate_counts").unwrap_or_default();
     let resets: Vec<Option<TimestampWithTimeZone>> = col(row, "rate_resets").unwrap_or_default();
-    let next: Vec<Option<TimestampWithTimeZone>> = req(row, "next_resets");
-    for (i, (name, limit, unit)) in stored_limits(col(row, "rate_limits"))
+    for (i, (name, limit, unit, window)) in stored_limits(col(row, "rate_limits"))
         .into_iter()
         .enumerate()
     {
+        let window = window.expect("a checked limit has a window");
         m.limits.windows.push(Window {
             limit,
             unit,
             count: counts.get(i).copied().flatten().unwrap_or(0),
             reset_at: resets.get(i).copied().flatten().map(micros),
-            next_reset: micros(next[i].expect("now + a window")),
+            next_reset: micros(plus(now, window)),
         });
         m.names.push(name);
     }
@@ -165,7 +197,7 @@ pub fn key_meter(
             m.names.push(DEFAULT_NAME.to_string());
             m.has_default = true;
         }
-        named_windows(&row, &mut m);
+        named_windows(&row, &mut m, now);
         Some(m)
     })
 }
@@ -296,7 +328,7 @@ pub fn owner_meter(
                 },
                 ..Metered::default()
             };
-            named_windows(&row, &mut m);
+            named_windows(&row, &mut m, now);
             Some(OwnerLimits {
                 metered: m,
                 refill_amount: col(&row, "refill_amount"),

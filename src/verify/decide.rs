@@ -13,7 +13,7 @@ use crate::meter;
 use crate::permissions::Requirement;
 use crate::settings;
 use crate::storage;
-use crate::storage::metering::{self, Metered, Owner, Schema, Scope};
+use crate::storage::metering::{self, Owner, Schema, Scope};
 
 /// The outcome of one verify.
 pub struct Outcome {
@@ -187,77 +187,74 @@ fn metered(k: KeyRead, cost: i64, now: TimestampWithTimeZone) -> Outcome {
     let owner_id = owner_of(&k).filter(|(kind, id)| scan::owner_may_have_limits(kind, id));
     let owner = owner_id.as_ref().map(|(kind, id)| Owner { kind, id });
     let writes = cost > 0;
-    let key_limited = k.is_limited();
+    let lock = writes && !scan::read_only();
     let schema = if k.is_from_0_1_0() {
         Schema::V0_1_0
     } else {
         Schema::Current
     };
-    if !key_limited {
-        // Only the owner can meter this key: look before taking any lock.
-        if owner
-            .and_then(|o| metering::owner_meter(o, now, false))
-            .is_none()
-        {
-            touch(&k, now);
-            return Outcome::of(Some(k), "VALID");
+    let key_state = if k.is_limited() {
+        if writes {
+            require_writable();
         }
+        match metering::key_meter(k.id(), now, lock, schema) {
+            Some(m) => Some(m),
+            None => return Outcome::not_found(),
+        }
+    } else {
+        None
+    };
+    // Locked too when the call writes (after the key: always in that order). None: the
+    // owner has no limits after all.
+    let owner_state = owner.and_then(|o| metering::owner_meter(o, now, lock));
+    if key_state.is_none() && owner_state.is_none() {
+        touch(&k, now);
+        return Outcome::of(Some(k), "VALID");
     }
     if writes {
         require_writable();
         relax_commit_for_usage();
     }
-    let key_state = if key_limited {
-        match metering::key_meter(k.id(), now, writes, schema) {
-            Some(m) => m,
-            None => return Outcome::not_found(),
-        }
-    } else {
-        Metered::default()
-    };
-    let owner_state = owner
-        .and_then(|o| metering::owner_meter(o, now, writes))
-        .map(|o| o.metered)
-        .unwrap_or_default();
+    let key_state = key_state.unwrap_or_default();
+    let owner_state = owner_state.map(|o| o.metered).unwrap_or_default();
     let now_us = metering::micros(now);
-    let mut out = Outcome::of(None, "VALID");
+    let verdict = meter::decide(now_us, cost, &key_state.limits, &owner_state.limits);
+    let (code, wait) = match &verdict {
+        meter::Verdict::Admitted { .. } => ("VALID", None),
+        meter::Verdict::RateLimited { retry_after } => ("RATE_LIMITED", *retry_after),
+        meter::Verdict::UsageExceeded { retry_after } => ("USAGE_EXCEEDED", *retry_after),
+    };
+    let mut out = Outcome {
+        retry_after: wait.map(Interval::from_micros),
+        ..Outcome::of(None, code)
+    };
     let (key_windows, owner_windows) =
-        match meter::decide(now_us, cost, &key_state.limits, &owner_state.limits) {
-            meter::Verdict::Admitted { key, owner: shared } => {
-                if writes && key_limited {
-                    metering::key_meter_spend(k.id(), &key_state, &key.0, key.1, now, schema);
-                } else {
-                    touch(&k, now);
-                }
-                if let (true, Some(o)) = (writes && !owner_state.limits.is_empty(), owner) {
-                    metering::owner_meter_spend(o, &owner_state, &shared.0, shared.1, now);
-                }
-                out.remaining = [key.1, shared.1]
-                    .into_iter()
-                    .flatten()
-                    .map(|s| s.remaining)
-                    .min();
-                (key.0, shared.0)
+        if let meter::Verdict::Admitted { key, owner: shared } = verdict {
+            if writes && k.is_limited() {
+                metering::key_meter_spend(k.id(), &key_state, &key.0, key.1, now, schema);
+            } else {
+                touch(&k, now);
             }
-            refused => {
-                (out.code, out.retry_after) = match refused {
-                    meter::Verdict::RateLimited { retry_after } => ("RATE_LIMITED", retry_after),
-                    meter::Verdict::UsageExceeded { retry_after } => {
-                        ("USAGE_EXCEEDED", retry_after)
-                    }
-                    meter::Verdict::Admitted { .. } => unreachable!("matched above"),
-                }
-                .into_interval();
-                out.remaining = [key_state.limits.quota, owner_state.limits.quota]
-                    .into_iter()
-                    .flatten()
-                    .map(|q| q.left(now_us))
-                    .min();
-                (
-                    key_state.limits.windows.clone(),
-                    owner_state.limits.windows.clone(),
-                )
+            if let (true, Some(o)) = (writes && !owner_state.limits.is_empty(), owner) {
+                metering::owner_meter_spend(o, &owner_state, &shared.0, shared.1, now);
             }
+            out.remaining = [key.1, shared.1]
+                .into_iter()
+                .flatten()
+                .map(|s| s.remaining)
+                .min();
+            (key.0, shared.0)
+        } else {
+            // Refused: nothing changes; what is left is as the call found it.
+            out.remaining = [key_state.limits.quota, owner_state.limits.quota]
+                .into_iter()
+                .flatten()
+                .map(|q| q.left(now_us))
+                .min();
+            (
+                key_state.limits.windows.clone(),
+                owner_state.limits.windows.clone(),
+            )
         };
     let mut items = metering::describe(now_us, Scope::Key, &key_state, &key_windows);
     items.extend(metering::describe(
@@ -270,17 +267,6 @@ fn metered(k: KeyRead, cost: i64, now: TimestampWithTimeZone) -> Outcome {
     Outcome {
         key: Some(k),
         ..out
-    }
-}
-
-/// A refusal's code and wait, the wait as an interval.
-trait IntoInterval {
-    fn into_interval(self) -> (&'static str, Option<Interval>);
-}
-
-impl IntoInterval for (&'static str, Option<meter::Micros>) {
-    fn into_interval(self) -> (&'static str, Option<Interval>) {
-        (self.0, self.1.map(Interval::from_micros))
     }
 }
 
