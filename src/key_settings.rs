@@ -88,6 +88,12 @@ macro_rules! key_settings {
         pub const ARG_TYPES: [pg_sys::Oid; FIELDS.len()] = [$(pg_sys::$oid),*];
 
         impl Settings {
+            /// The settings, in [`FIELDS`] order (as the SQL functions take them).
+            #[allow(clippy::too_many_arguments)]
+            pub fn new($($name: Option<$ty>),*) -> Settings {
+                Settings { $($name),* }
+            }
+
             /// The names of the settings that have a value.
             pub fn given(&self) -> Vec<&'static str> {
                 let mut names = Vec::new();

@@ -53,26 +53,14 @@ fn import_api_key(
             "Pass the SHA-256 digest of the key's whole text, as bytea.",
         ),
     };
-    // Expiry in the past is history, accepted here; every other value is checked as for
-    // create_api_key.
-    let settings = Settings {
-        name: name.map(str::to_string),
-        expires_at: None,
-        permissions,
-        metadata,
-        remaining,
-        refill_amount,
-        refill_interval,
-        rate_limit_max,
-        rate_limit_window,
-        rate_limits: None,
-    };
+    // Expiry in the past is history, accepted here (checked without it); every other value
+    // is checked as for create_api_key. Imported keys have no named rate limits.
+    #[rustfmt::skip]
+    let mut settings = Settings::new(name.map(str::to_string), None, permissions, metadata,
+        remaining, refill_amount, refill_interval, rate_limit_max, rate_limit_window, None);
     settings.validate_values();
     settings.validate_pairs();
-    let settings = Settings {
-        expires_at,
-        ..settings
-    };
+    settings.expires_at = expires_at;
     // The other system's prefix, as it is part of the key's text; none is "".
     let prefix = match prefix {
         None => "",
@@ -94,21 +82,22 @@ fn import_api_key(
         if let Some(org) = org_id {
             authz::require_org(org);
         }
-        storage::key_import(
-            storage::ImportedKeyRow {
+        storage::key_import(storage::ImportedKeyRow {
+            key: storage::NewKeyRow {
                 digest,
                 prefix,
                 start,
                 org_id,
                 user_id: owner_user.as_deref(),
-                enabled: enabled.unwrap_or(true),
                 settings: &settings,
-                last_refill_at,
-                created_at,
-                last_used_at,
+                created_by_role: &caller.role_name,
+                created_by_identity: caller.identity.as_deref(),
             },
-            &caller.actor(),
-        )
+            enabled: enabled.unwrap_or(true),
+            last_refill_at,
+            created_at,
+            last_used_at,
+        })
     });
     if inserted {
         // Verifies of every backend learn, from this commit on, that imported keys exist.

@@ -56,18 +56,9 @@ fn create_api_key(
     ),
 > {
     let caller = Caller::current();
-    let settings = Settings {
-        name: name.map(str::to_string),
-        expires_at,
-        permissions,
-        metadata,
-        remaining,
-        refill_amount,
-        refill_interval,
-        rate_limit_max,
-        rate_limit_window,
-        rate_limits,
-    };
+    #[rustfmt::skip]
+    let settings = Settings::new(name.map(str::to_string), expires_at, permissions, metadata,
+        remaining, refill_amount, refill_interval, rate_limit_max, rate_limit_window, rate_limits);
     authz::forbid_policy_fields(&caller, settings.sets_policy_field());
     settings.validate_values();
     settings.validate_pairs();

@@ -35,18 +35,9 @@ fn update_api_key(
 ) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
     let caller = Caller::current();
     let key_id = require_key_id(key_id);
-    let given = Settings {
-        name: name.map(str::to_string),
-        expires_at,
-        permissions,
-        metadata,
-        remaining,
-        refill_amount,
-        refill_interval,
-        rate_limit_max,
-        rate_limit_window,
-        rate_limits,
-    };
+    #[rustfmt::skip]
+    let given = Settings::new(name.map(str::to_string), expires_at, permissions, metadata,
+        remaining, refill_amount, refill_interval, rate_limit_max, rate_limit_window, rate_limits);
     let clear: Vec<String> = clear.unwrap_or_default().into_iter().flatten().collect();
     key_settings::require_clearable(&clear);
     if let Some(f) = given

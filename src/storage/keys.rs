@@ -1,11 +1,11 @@
 //! Keys: creating, reading, spending uses, changing, rotating, revoking and deleting them.
-use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
 use pgrx::spi::SpiTupleTable;
 use pgrx::Uuid;
 
 use super::{
-    col, one, req, run, stmt, Actor, Stmt, BOOL, BYTEA, INT4, INT8, INTERVAL, JSONB, TEXT,
-    TEXT_ARRAY, TIMESTAMPTZ, UUID,
+    col, one, req, run, stmt, Actor, Stmt, BOOL, BYTEA, INTERVAL, TEXT, TEXT_ARRAY, TIMESTAMPTZ,
+    UUID,
 };
 use crate::key_settings::{with_settings, Settings};
 use pgrx::pg_sys::Oid;
@@ -54,17 +54,25 @@ static KEY_INSERT: Stmt = Stmt {
     args: &KEY_INSERT_ARGS,
 };
 
+impl NewKeyRow<'_> {
+    /// The statement arguments of key_insert.sql, which key_import.sql begins with too.
+    fn args(&self) -> Vec<DatumWithOid<'_>> {
+        let mut args = vec![
+            self.digest.into(),
+            self.prefix.into(),
+            self.start.into(),
+            self.org_id.into(),
+            self.user_id.into(),
+        ];
+        args.extend(self.settings.args());
+        args.extend([self.created_by_role.into(), self.created_by_identity.into()]);
+        args
+    }
+}
+
 /// Store a new key and its `key_created` audit row; its id and creation time.
 pub fn key_insert(k: NewKeyRow<'_>) -> (Uuid, TimestampWithTimeZone) {
-    let mut args = vec![
-        k.digest.into(),
-        k.prefix.into(),
-        k.start.into(),
-        k.org_id.into(),
-        k.user_id.into(),
-    ];
-    args.extend(k.settings.args());
-    args.extend([k.created_by_role.into(), k.created_by_identity.into()]);
+    let args = k.args();
     run(&KEY_INSERT, &args, |t| {
         let r = t.into_iter().next().expect("the insert returns its row");
         (req(&r, "key_id"), req(&r, "created_at"))
@@ -270,77 +278,40 @@ pub fn key_rotate(
 
 // ---------------------------------------------------------------- import
 
-/// Everything `import_api_key` stores.
+/// Everything `import_api_key` stores: what create stores, and the key's history.
 pub struct ImportedKeyRow<'a> {
-    pub digest: &'a [u8],
-    pub prefix: &'a str,
-    pub start: &'a str,
-    pub org_id: Option<&'a str>,
-    pub user_id: Option<&'a str>,
+    pub key: NewKeyRow<'a>,
     pub enabled: bool,
-    pub settings: &'a Settings,
     pub last_refill_at: Option<TimestampWithTimeZone>,
     pub created_at: Option<TimestampWithTimeZone>,
     pub last_used_at: Option<TimestampWithTimeZone>,
 }
 
-static KEY_IMPORT: Stmt = stmt!(
-    "key_import.sql",
-    [
-        BYTEA,
-        TEXT,
-        TEXT,
-        TEXT,
-        TEXT,
-        TEXT,
-        BOOL,
-        TIMESTAMPTZ,
-        JSONB,
-        JSONB,
-        INT8,
-        INT8,
-        INTERVAL,
-        TIMESTAMPTZ,
-        INT4,
-        INTERVAL,
-        TIMESTAMPTZ,
-        TIMESTAMPTZ,
-        TEXT,
-        TEXT
-    ]
+/// key_insert.sql's arguments, then enabled, last_refill_at, created_at, last_used_at.
+const KEY_IMPORT_ARGS: [Oid; 21] = with_settings(
+    &[BYTEA, TEXT, TEXT, TEXT, TEXT],
+    &[TEXT, TEXT, BOOL, TIMESTAMPTZ, TIMESTAMPTZ, TIMESTAMPTZ],
 );
+static KEY_IMPORT: Stmt = Stmt {
+    sql: include_str!("../../sql/queries/key_import.sql"),
+    args: &KEY_IMPORT_ARGS,
+};
 static KEY_ID_BY_DIGEST: Stmt = stmt!("key_id_by_digest.sql", [BYTEA]);
 
 /// Store an imported key with its `key_imported` audit row: `(id, true)`; or, when its
 /// digest is already stored, that key's id and `false` (nothing is written).
-pub fn key_import(k: ImportedKeyRow<'_>, by: &Actor<'_>) -> (Uuid, bool) {
-    let s = k.settings;
-    let args = [
-        k.digest.into(),
-        k.prefix.into(),
-        k.start.into(),
-        k.org_id.into(),
-        k.user_id.into(),
-        s.name.clone().into(),
+pub fn key_import(k: ImportedKeyRow<'_>) -> (Uuid, bool) {
+    let mut args = k.key.args();
+    args.extend([
         k.enabled.into(),
-        s.expires_at.into(),
-        s.permissions.into(),
-        s.metadata.into(),
-        s.remaining.into(),
-        s.refill_amount.into(),
-        s.refill_interval.into(),
         k.last_refill_at.into(),
-        s.rate_limit_max.into(),
-        s.rate_limit_window.into(),
         k.created_at.into(),
         k.last_used_at.into(),
-        by.role.into(),
-        by.identity.into(),
-    ];
+    ]);
     if let Some(id) = one::<Uuid>(&KEY_IMPORT, &args) {
         return (id, true);
     }
-    let id = one::<Uuid>(&KEY_ID_BY_DIGEST, &[k.digest.into()])
+    let id = one::<Uuid>(&KEY_ID_BY_DIGEST, &[k.key.digest.into()])
         .expect("a digest that conflicted on insert is stored");
     (id, false)
 }

@@ -140,21 +140,9 @@ fn quota(row: &SpiHeapTupleData<'_>) -> Option<Quota> {
 }
 
 static KEY_METER: Stmt = stmt!("key_meter.sql", [UUID, TIMESTAMPTZ]);
-static KEY_METER_LOCKED: Stmt = Stmt {
-    sql: concat!(
-        include_str!("../../sql/queries/key_meter.sql"),
-        "   FOR NO KEY UPDATE\n"
-    ),
-    args: &[UUID, TIMESTAMPTZ],
-};
+static KEY_METER_LOCKED: Stmt = stmt!(locked "key_meter.sql", [UUID, TIMESTAMPTZ]);
 static KEY_METER_0_1_0: Stmt = stmt!("key_meter_0_1_0.sql", [UUID, TIMESTAMPTZ]);
-static KEY_METER_LOCKED_0_1_0: Stmt = Stmt {
-    sql: concat!(
-        include_str!("../../sql/queries/key_meter_0_1_0.sql"),
-        "   FOR NO KEY UPDATE\n"
-    ),
-    args: &[UUID, TIMESTAMPTZ],
-};
+static KEY_METER_LOCKED_0_1_0: Stmt = stmt!(locked "key_meter_0_1_0.sql", [UUID, TIMESTAMPTZ]);
 
 /// Which schema the statements are written for: `V0_1_0` is a database still at 0.1.0,
 /// served by this library until `ALTER EXTENSION pg_apikey UPDATE` runs.
@@ -179,27 +167,38 @@ pub fn key_meter(
     };
     run(stmt, &[key_id.into(), now.into()], |t| {
         let row = t.into_iter().next()?;
-        let mut m = Metered {
-            limits: meter::Limits {
-                windows: Vec::new(),
-                quota: quota(&row),
-            },
-            ..Metered::default()
-        };
-        if let Some(max) = col::<i32>(&row, "rate_limit_max") {
-            m.limits.windows.push(Window {
-                limit: i64::from(max),
-                unit: Unit::Requests,
-                count: i64::from(req::<i32>(&row, "rate_window_count")),
-                reset_at: col(&row, "rate_window_reset_at").map(micros),
-                next_reset: micros(req(&row, "default_next_reset")),
-            });
-            m.names.push(DEFAULT_NAME.to_string());
-            m.has_default = true;
-        }
-        named_windows(&row, &mut m, now);
-        Some(m)
+        let default = col::<i32>(&row, "rate_limit_max").map(|max| Window {
+            limit: i64::from(max),
+            unit: Unit::Requests,
+            count: i64::from(req::<i32>(&row, "rate_window_count")),
+            reset_at: col(&row, "rate_window_reset_at").map(micros),
+            next_reset: micros(req(&row, "default_next_reset")),
+        });
+        Some(metered_row(&row, now, default))
     })
+}
+
+/// One party's limits from its row: the quota, then `default` (a key's
+/// `rate_limit_max`/`rate_limit_window` window) and the named windows.
+fn metered_row(
+    row: &SpiHeapTupleData<'_>,
+    now: TimestampWithTimeZone,
+    default: Option<Window>,
+) -> Metered {
+    let mut m = Metered {
+        limits: meter::Limits {
+            windows: Vec::new(),
+            quota: quota(row),
+        },
+        ..Metered::default()
+    };
+    if let Some(w) = default {
+        m.limits.windows.push(w);
+        m.names.push(DEFAULT_NAME.to_string());
+        m.has_default = true;
+    }
+    named_windows(row, &mut m, now);
+    m
 }
 
 /// The counts and ends of the named windows (after the default one), as stored arrays.
@@ -288,13 +287,7 @@ impl<'a> Owner<'a> {
 }
 
 static OWNER_METER: Stmt = stmt!("owner_meter.sql", [TEXT, TEXT, TIMESTAMPTZ]);
-static OWNER_METER_LOCKED: Stmt = Stmt {
-    sql: concat!(
-        include_str!("../../sql/queries/owner_meter.sql"),
-        "   FOR NO KEY UPDATE\n"
-    ),
-    args: &[TEXT, TEXT, TIMESTAMPTZ],
-};
+static OWNER_METER_LOCKED: Stmt = stmt!(locked "owner_meter.sql", [TEXT, TEXT, TIMESTAMPTZ]);
 
 /// An owner's limits and their settings, as `get_owner_limits` shows them.
 pub struct OwnerLimits {
@@ -321,16 +314,8 @@ pub fn owner_meter(
         &[owner.kind.into(), owner.id.into(), now.into()],
         |t| {
             let row = t.into_iter().next()?;
-            let mut m = Metered {
-                limits: meter::Limits {
-                    windows: Vec::new(),
-                    quota: quota(&row),
-                },
-                ..Metered::default()
-            };
-            named_windows(&row, &mut m, now);
             Some(OwnerLimits {
-                metered: m,
+                metered: metered_row(&row, now, None),
                 refill_amount: col(&row, "refill_amount"),
                 refill_interval: col(&row, "refill_interval"),
                 rate_limits: col(&row, "rate_limits"),

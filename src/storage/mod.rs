@@ -32,10 +32,18 @@ pub use keys::*;
 pub use orgs::*;
 
 /// A statement file of `sql/queries/` with the types of its parameters.
+/// `stmt!(locked "file.sql", [...])`: the file's SELECT with `FOR NO KEY UPDATE` appended,
+/// locking the rows it reads.
 macro_rules! stmt {
     ($file:literal, [$($arg:expr),* $(,)?]) => {
         $crate::storage::Stmt {
             sql: include_str!(concat!("../../sql/queries/", $file)),
+            args: &[$($arg),*],
+        }
+    };
+    (locked $file:literal, [$($arg:expr),* $(,)?]) => {
+        $crate::storage::Stmt {
+            sql: concat!(include_str!(concat!("../../sql/queries/", $file)), "   FOR NO KEY UPDATE\n"),
             args: &[$($arg),*],
         }
     };

@@ -1,37 +1,15 @@
 //! Quotas, refills and rate limits under concurrent verifies from separate connections,
 //! and the fixed window's timing on a real clock.
 use std::collections::HashMap;
-use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use pg_apikey_integration::*;
 
-const CLIENTS: usize = 8;
-
 /// `CLIENTS` connections verify `key` `per_client` times each, all starting together;
 /// returns how many times each code came back.
 fn race(role: &str, key: &str, per_client: usize) -> HashMap<String, usize> {
-    let start = Arc::new(Barrier::new(CLIENTS));
-    let handles: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let (role, key, start) = (role.to_string(), key.to_string(), start.clone());
-            thread::spawn(move || {
-                let mut c = connect(&role);
-                start.wait();
-                (0..per_client)
-                    .map(|_| verify_code(&mut c, &key))
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let mut counts = HashMap::new();
-    for h in handles {
-        for code in h.join().unwrap() {
-            *counts.entry(code).or_insert(0) += 1;
-        }
-    }
-    counts
+    race_keys(role, &[key.to_string()], 1, per_client, None)
 }
 
 #[test]

@@ -1,66 +1,9 @@
 //! Metered APIs under concurrency: cost per call, several named rate limits, and limits
 //! shared by an owner's keys, exact with 8 clients on separate connections, each verify
 //! its own transaction.
-use std::collections::HashMap;
-use std::sync::{Arc, Barrier};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pg_apikey_integration::*;
-
-const CLIENTS: usize = 8;
-
-/// Client `i` of `CLIENTS` verifies `keys[i % keys.len()]` with `cost`, `per_client` times,
-/// all starting together (or for `for_time`, pausing `pause` between calls, when given);
-/// returns how many times each code came back.
-fn race(
-    role: &str,
-    keys: &[String],
-    cost: i32,
-    per_client: usize,
-    timed: Option<(Duration, Duration)>,
-) -> HashMap<String, usize> {
-    let start = Arc::new(Barrier::new(CLIENTS));
-    let handles: Vec<_> = (0..CLIENTS)
-        .map(|i| {
-            let role = role.to_string();
-            let key = keys[i % keys.len()].clone();
-            let start = start.clone();
-            thread::spawn(move || {
-                let mut c = connect(&role);
-                start.wait();
-                let began = Instant::now();
-                let mut codes = Vec::new();
-                for _ in 0..per_client {
-                    if let Some((for_time, _)) = timed {
-                        if began.elapsed() >= for_time {
-                            break;
-                        }
-                    }
-                    let code: String = c
-                        .query_one(
-                            "SELECT code FROM apikey.verify_api_key($1, cost => $2)",
-                            &[&key, &cost],
-                        )
-                        .unwrap()
-                        .get(0);
-                    codes.push(code);
-                    if let Some((_, pause)) = timed {
-                        thread::sleep(pause);
-                    }
-                }
-                codes
-            })
-        })
-        .collect();
-    let mut counts = HashMap::new();
-    for h in handles {
-        for code in h.join().unwrap() {
-            *counts.entry(code).or_insert(0) += 1;
-        }
-    }
-    counts
-}
 
 /// `n` keys of `<test>-org` with `settings`.
 fn org_keys(
@@ -110,7 +53,7 @@ fn an_owner_quota_shared_by_eight_keys_admits_exactly_its_size() {
     ))
     .unwrap();
     let keys = org_keys(&mut su, t, "", CLIENTS);
-    let counts = race(&api, &texts(&keys), 1, 60, None);
+    let counts = race_keys(&api, &texts(&keys), 1, 60, None);
     assert_eq!(counts.get("VALID"), Some(&400), "{counts:?}");
     assert_eq!(
         counts.get("USAGE_EXCEEDED"),
@@ -125,7 +68,7 @@ fn cost_three_against_a_quota_of_one_hundred_admits_thirty_three() {
     let t = "mcost";
     let (mut su, api) = org_and_api_role(t);
     let (id, key) = org_key(&mut su, t, "remaining => 100");
-    let counts = race(&api, &[key], 3, 10, None);
+    let counts = race_keys(&api, &[key], 3, 10, None);
     assert_eq!(counts.get("VALID"), Some(&33), "{counts:?}");
     assert_eq!(
         counts.get("USAGE_EXCEEDED"),
@@ -153,7 +96,7 @@ fn two_named_limits_each_admit_exactly_their_limit() {
                             {"name": "minute", "limit": 20, "window": "1 minute"}]'"#,
     );
     // A burst: the per-second limit admits exactly 5 of 40 concurrent calls.
-    let counts = race(&api, std::slice::from_ref(&key), 1, 5, None);
+    let counts = race_keys(&api, std::slice::from_ref(&key), 1, 5, None);
     assert_eq!(counts.get("VALID"), Some(&5), "{counts:?}");
     let (counts_now, resets): (Vec<i64>, i64) = {
         let row = su
@@ -170,7 +113,7 @@ fn two_named_limits_each_admit_exactly_their_limit() {
         "the refused calls counted nowhere"
     );
     // Steady pressure for 5.5 s: 5 more per second until the minute's 20 are used.
-    let more = race(
+    let more = race_keys(
         &api,
         std::slice::from_ref(&key),
         1,
@@ -203,7 +146,7 @@ fn an_owner_rate_limit_over_eight_keys_admits_exactly_its_limit_and_spends_no_re
     ))
     .unwrap();
     let keys = org_keys(&mut su, t, "remaining => 1000", CLIENTS);
-    let counts = race(&api, &texts(&keys), 1, 20, None);
+    let counts = race_keys(&api, &texts(&keys), 1, 20, None);
     assert_eq!(counts.get("VALID"), Some(&50), "{counts:?}");
     assert_eq!(
         counts.get("RATE_LIMITED"),
@@ -228,12 +171,12 @@ fn a_call_refused_by_its_keys_limit_spends_none_of_the_owners_quota() {
         "rate_limit_max => 5, rate_limit_window => '1 hour'",
         CLIENTS,
     );
-    let counts = race(&api, &texts(&keys), 2, 20, None);
+    let counts = race_keys(&api, &texts(&keys), 2, 20, None);
     assert_eq!(counts.get("VALID"), Some(&(CLIENTS * 5)), "{counts:?}");
     assert_eq!(owner_remaining(&mut su, &format!("{t}-org")), 1000 - 2 * 40);
     // And a key's own quota refusing: the owner's quota is not spent either.
     let (_, small) = org_key(&mut su, t, "remaining => 3");
-    let counts = race(&api, &[small], 1, 10, None);
+    let counts = race_keys(&api, &[small], 1, 10, None);
     assert_eq!(counts.get("VALID"), Some(&3), "{counts:?}");
     assert_eq!(owner_remaining(&mut su, &format!("{t}-org")), 1000 - 80 - 3);
 }

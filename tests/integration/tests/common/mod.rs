@@ -4,7 +4,15 @@
 //! `PGAPIKEY_TEST_PORT` and `PGAPIKEY_TEST_DB`; it uses trust authentication, so any role
 //! with LOGIN can connect as itself. Running these tests without that cluster is an
 //! error, never a skip.
+use std::collections::HashMap;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
 use postgres::{Client, NoTls};
+
+/// How many clients the concurrency tests run, each on its own connection.
+pub const CLIENTS: usize = 8;
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -131,4 +139,56 @@ pub fn org_key(su: &mut Client, test: &str, settings: &str) -> (String, String) 
         )
         .unwrap();
     (row.get(0), row.get(1))
+}
+
+/// Client `i` of `CLIENTS` verifies `keys[i % keys.len()]` with `cost`, `per_client` times,
+/// all starting together (or for `for_time`, pausing `pause` between calls, when given);
+/// returns how many times each code came back.
+pub fn race_keys(
+    role: &str,
+    keys: &[String],
+    cost: i32,
+    per_client: usize,
+    timed: Option<(Duration, Duration)>,
+) -> HashMap<String, usize> {
+    let start = Arc::new(Barrier::new(CLIENTS));
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let role = role.to_string();
+            let key = keys[i % keys.len()].clone();
+            let start = start.clone();
+            thread::spawn(move || {
+                let mut c = connect(&role);
+                start.wait();
+                let began = Instant::now();
+                let mut codes = Vec::new();
+                for _ in 0..per_client {
+                    if let Some((for_time, _)) = timed {
+                        if began.elapsed() >= for_time {
+                            break;
+                        }
+                    }
+                    let code: String = c
+                        .query_one(
+                            "SELECT code FROM apikey.verify_api_key($1, cost => $2)",
+                            &[&key, &cost],
+                        )
+                        .unwrap()
+                        .get(0);
+                    codes.push(code);
+                    if let Some((_, pause)) = timed {
+                        thread::sleep(pause);
+                    }
+                }
+                codes
+            })
+        })
+        .collect();
+    let mut counts = HashMap::new();
+    for h in handles {
+        for code in h.join().unwrap() {
+            *counts.entry(code).or_insert(0) += 1;
+        }
+    }
+    counts
 }
