@@ -207,11 +207,12 @@ mod tests {
     fn every_function_is_commented_invoker_and_pins_search_path() {
         // verify_api_key pins search_path itself around the only SQL it runs
         // (src/settings.rs, with_pinned_search_path), so that its plain path does not pay a
-        // GUC save and restore per call; every other function declares it.
+        // GUC save and restore per call; key_info_of resolves no name but a qualified type
+        // and is inlined (a SET clause would prevent that); every other function declares it.
         let bad = Spi::get_one::<i64>(
             "SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'apikey'::regnamespace \
              AND (obj_description(p.oid, 'pg_proc') IS NULL OR p.prosecdef \
-                  OR (p.proname <> 'verify_api_key' \
+                  OR (p.proname NOT IN ('verify_api_key', 'key_info_of') \
                       AND NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false)))",
         )
         .unwrap();
@@ -801,6 +802,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(differing, Some(0));
+        // Inlined into the statements that call it: no function call per row.
+        let plan: Vec<String> = Spi::connect(|c| {
+            c.select(
+                "EXPLAIN (VERBOSE, COSTS OFF) SELECT apikey.key_info_of(k) FROM apikey.keys k",
+                None,
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get::<String>(1).unwrap().unwrap())
+            .collect()
+        });
+        assert!(
+            !plan.join("\n").contains("key_info_of"),
+            "not inlined: {plan:?}"
+        );
         let files = [
             ("key_get.sql", include_str!("../sql/queries/key_get.sql")),
             (

@@ -22,9 +22,11 @@ ALTER TYPE apikey.key_info
 
 -- A key's public fields from its stored row: the one place that builds apikey.key_info
 -- (every statement that returns or records a key calls it; never the secret or digest).
+-- PostgreSQL inlines it into the statements that call it, so it costs nothing per row;
+-- a SET clause would stop that, and it needs none: it resolves no name but the
+-- schema-qualified type, and reads only its argument's columns.
 CREATE FUNCTION apikey.key_info_of(k apikey.keys) RETURNS apikey.key_info
-    LANGUAGE sql STABLE
-    SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
 SELECT ROW(k.id, k.org_id, k.user_id, k.name, k.prefix, k.start, k.enabled, k.expires_at,
            k.permissions, k.metadata, k.remaining, k.refill_amount, k.refill_interval,
