@@ -24,13 +24,7 @@ fn exactly_remaining_verifies_succeed_under_concurrency() {
         Some(&(CLIENTS * 20 - 50)),
         "{counts:?}"
     );
-    let left: i64 = su
-        .query_one(
-            "SELECT remaining FROM apikey.keys WHERE id = $1::text::uuid",
-            &[&id],
-        )
-        .unwrap()
-        .get(0);
+    let left: i64 = stored_remaining(&mut su, &id);
     assert_eq!(left, 0);
 }
 
@@ -172,12 +166,6 @@ fn async_usage_commit_is_opt_in_and_stays_exact() {
     // Exact under concurrency all the same: 37 uses left for 8 × 10 racing verifies.
     let counts = race(&api, &key, 10);
     assert_eq!(counts.get("VALID"), Some(&37), "{counts:?}");
-    let left: i64 = su
-        .query_one(
-            "SELECT remaining FROM apikey.keys WHERE id = $1::text::uuid",
-            &[&id],
-        )
-        .unwrap()
-        .get(0);
+    let left: i64 = stored_remaining(&mut su, &id);
     assert_eq!(left, 0);
 }

@@ -63,13 +63,7 @@ fn rolled_back_verify_gives_the_use_back() {
         .get(0);
     assert_eq!(left, 4);
     c.batch_execute("ROLLBACK").unwrap();
-    let stored: i64 = su
-        .query_one(
-            "SELECT remaining FROM apikey.keys WHERE id = $1::text::uuid",
-            &[&id],
-        )
-        .unwrap()
-        .get(0);
+    let stored: i64 = stored_remaining(&mut su, &id);
     assert_eq!(stored, 5, "the rolled-back use is given back");
     let left: i64 = c
         .query_one("SELECT remaining FROM apikey.verify_api_key($1)", &[&key])

@@ -32,13 +32,7 @@ fn owner_remaining(su: &mut postgres::Client, org: &str) -> i64 {
 fn keys_spent(su: &mut postgres::Client, keys: &[(String, String)], each: i64) -> i64 {
     keys.iter()
         .map(|(id, _)| {
-            let left: i64 = su
-                .query_one(
-                    "SELECT remaining FROM apikey.keys WHERE id = $1::text::uuid",
-                    &[id],
-                )
-                .unwrap()
-                .get(0);
+            let left: i64 = stored_remaining(su, id);
             each - left
         })
         .sum()
@@ -75,13 +69,7 @@ fn cost_three_against_a_quota_of_one_hundred_admits_thirty_three() {
         Some(&(CLIENTS * 10 - 33)),
         "{counts:?}"
     );
-    let left: i64 = su
-        .query_one(
-            "SELECT remaining FROM apikey.keys WHERE id = $1::text::uuid",
-            &[&id],
-        )
-        .unwrap()
-        .get(0);
+    let left: i64 = stored_remaining(&mut su, &id);
     assert_eq!(left, 1);
 }
 

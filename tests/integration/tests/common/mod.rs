@@ -104,6 +104,16 @@ pub fn sqlstate<T>(result: Result<T, postgres::Error>) -> String {
     }
 }
 
+/// What is left of key `key_id`'s quota, as stored.
+pub fn stored_remaining(su: &mut Client, key_id: &str) -> i64 {
+    su.query_one(
+        "SELECT remaining FROM apikey.keys WHERE id = $1::text::uuid",
+        &[&key_id],
+    )
+    .unwrap()
+    .get(0)
+}
+
 /// `code` of verifying `key` on `client`.
 pub fn verify_code(client: &mut Client, key: &str) -> String {
     client
