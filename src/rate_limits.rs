@@ -35,6 +35,17 @@ pub fn parse(what: &str, value: Jsonb) -> Vec<RateLimit> {
     })
 }
 
+/// The limits of a list as stored (checked when it was set, by [`parse`]). A stored list
+/// that is malformed was written around the extension's functions: 55000.
+pub fn stored(value: Jsonb) -> Vec<RateLimit> {
+    read(&value.value()).unwrap_or_else(|why| {
+        error::not_ready(
+            format!("a stored rate_limits list is malformed: {why}"),
+            "Set it again with update_api_key or set_owner_limits; write apikey's tables only through its functions.",
+        )
+    })
+}
+
 fn read(value: &Value) -> Result<Vec<RateLimit>, String> {
     let Value::Array(items) = value else {
         return Err(format!("it must be an array, not {}", value.kind()));

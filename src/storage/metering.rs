@@ -9,9 +9,9 @@ use pgrx::{IntoDatum, Uuid};
 use super::{
     col, req, run, stmt, Actor, Stmt, BOOL, INT4, INT8, INTERVAL, JSONB, TEXT, TIMESTAMPTZ, UUID,
 };
-use crate::jsonb::{Jsonb, Value};
+use crate::jsonb::Jsonb;
 use crate::meter::{self, Micros, Quota, Refill, Spent, Unit, Window};
-use crate::rate_limits::DEFAULT_NAME;
+use crate::rate_limits::{self, DEFAULT_NAME};
 
 const INT8_ARRAY: pg_sys::Oid = pg_sys::INT8ARRAYOID;
 const TIMESTAMPTZ_ARRAY: pg_sys::Oid = pg_sys::TIMESTAMPTZARRAYOID;
@@ -51,50 +51,6 @@ pub struct Metered {
     pub has_default: bool,
 }
 
-/// The limits of a stored `rate_limits` list (checked when it was set): name, limit, unit
-/// and window of each element.
-fn stored_limits(list: Option<Jsonb>) -> Vec<(String, i64, Unit, Option<Interval>)> {
-    let Some(Value::Array(items)) = list.map(Jsonb::value) else {
-        return Vec::new();
-    };
-    items
-        .into_iter()
-        .map(|item| {
-            let (mut name, mut limit, mut unit, mut window) =
-                (String::new(), 0, Unit::Requests, None);
-            if let Value::Object(fields) = item {
-                for (field, v) in fields {
-                    match (field.as_str(), v) {
-                        ("name", Value::String(s)) => name = s,
-                        ("limit", Value::Number(n)) => limit = n.parse().unwrap_or(0),
-                        ("unit", Value::String(s)) if s == "cost" => unit = Unit::Cost,
-                        ("window", Value::String(s)) => window = Some(interval_of(&s)),
-                        _ => {}
-                    }
-                }
-            }
-            (name, limit, unit, window)
-        })
-        .collect()
-}
-
-/// A window's text as PostgreSQL reads it (checked when the list was set).
-fn interval_of(text: &str) -> Interval {
-    let c = std::ffi::CString::new(text).expect("a checked window has no NUL");
-    // SAFETY: interval_in reads a C string (and the type modifier -1: none).
-    unsafe {
-        pgrx::direct_function_call::<Interval>(
-            pg_sys::interval_in,
-            &[
-                Some(pg_sys::Datum::from(c.as_ptr())),
-                Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
-                Some(pg_sys::Datum::from(-1i32)),
-            ],
-        )
-    }
-    .expect("interval_in returns a value")
-}
-
 /// `t + iv`, with PostgreSQL's calendar arithmetic (months and days as the calendar has
 /// them in the session's time zone).
 pub fn plus(t: TimestampWithTimeZone, iv: Interval) -> TimestampWithTimeZone {
@@ -111,21 +67,20 @@ pub fn plus(t: TimestampWithTimeZone, iv: Interval) -> TimestampWithTimeZone {
 /// The named limits of a row that has `rate_limits`, `rate_counts` and `rate_resets`
 /// columns, for a call at `now`.
 fn named_windows(row: &SpiHeapTupleData<'_>, m: &mut Metered, now: TimestampWithTimeZone) {
+    let Some(list) = col::<Jsonb>(row, "rate_limits") else {
+        return;
+    };
     let counts: Vec<Option<i64>> = col(row, "rate_counts").unwrap_or_default();
     let resets: Vec<Option<TimestampWithTimeZone>> = col(row, "rate_resets").unwrap_or_default();
-    for (i, (name, limit, unit, window)) in stored_limits(col(row, "rate_limits"))
-        .into_iter()
-        .enumerate()
-    {
-        let window = window.expect("a checked limit has a window");
+    for (i, limit) in rate_limits::stored(list).into_iter().enumerate() {
         m.limits.windows.push(Window {
-            limit,
-            unit,
+            limit: limit.limit,
+            unit: limit.unit,
             count: counts.get(i).copied().flatten().unwrap_or(0),
             reset_at: resets.get(i).copied().flatten().map(micros),
-            next_reset: micros(plus(now, window)),
+            next_reset: micros(plus(now, limit.window)),
         });
-        m.names.push(name);
+        m.names.push(limit.name);
     }
 }
 

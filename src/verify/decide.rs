@@ -144,13 +144,15 @@ pub fn decide(
         refused(k, "KEY_EXPIRED")
     } else if !required.is_none_or(|r| r.granted_by(k.permissions())) {
         refused(k, "INSUFFICIENT_PERMISSIONS")
-    } else if k.is_limited()
-        || owner_of(&k).is_some_and(|(kind, id)| scan::owner_may_have_limits(kind, &id))
-    {
-        settings::with_pinned_search_path(|| as_owner(|| metered(k, cost, now)))
     } else {
-        touch(&k, now);
-        Outcome::of(Some(k), "VALID")
+        // The owner whose limits may apply (None: surely none do).
+        let owner = owner_of(&k).filter(|(kind, id)| scan::owner_may_have_limits(kind, id));
+        if k.is_limited() || owner.is_some() {
+            settings::with_pinned_search_path(|| as_owner(|| metered(k, owner, cost, now)))
+        } else {
+            touch(&k, now);
+            Outcome::of(Some(k), "VALID")
+        }
     }
 }
 
@@ -178,14 +180,18 @@ fn owner_of(k: &KeyRead) -> Option<(&'static str, String)> {
     }
 }
 
-/// A call of `cost` by a key that has limits, or whose owner may have. The key's and the
+/// A call of `cost` by a key that has limits, or whose `owner` may have. The key's and the
 /// owner's limits are read — locked when the call will write: the key first, then the
 /// owner, in every verify, so that two verifies never wait on each other in opposite
 /// orders — decided together by [`meter::decide`], and written back only when the call
 /// is admitted. A call of cost 0 writes nothing, so it takes no lock either.
-fn metered(k: KeyRead, cost: i64, now: TimestampWithTimeZone) -> Outcome {
-    let owner_id = owner_of(&k).filter(|(kind, id)| scan::owner_may_have_limits(kind, id));
-    let owner = owner_id.as_ref().map(|(kind, id)| Owner { kind, id });
+fn metered(
+    k: KeyRead,
+    owner: Option<(&'static str, String)>,
+    cost: i64,
+    now: TimestampWithTimeZone,
+) -> Outcome {
+    let owner = owner.as_ref().map(|(kind, id)| Owner { kind, id });
     let writes = cost > 0;
     let lock = writes && !scan::read_only();
     let schema = if k.is_from_0_1_0() {

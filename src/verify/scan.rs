@@ -253,31 +253,26 @@ thread_local! {
     static OWNERS: RefCell<Option<Rc<Owners>>> = const { RefCell::new(None) };
 }
 
-/// A fact of [`Flags`]: the cached answer, else `look` (run as the extension's owner),
-/// kept unless an invalidation arrived meanwhile. `table` is the relation whose
-/// invalidation forgets it; `None` when it does not exist (a 0.1.0 schema): then false.
-fn flag(
-    cached: fn(&Flags) -> Option<bool>,
-    store: fn(&mut Flags, pg_sys::Oid, bool),
-    table: fn() -> Option<pg_sys::Oid>,
-    look: fn() -> bool,
-) -> bool {
-    let before = FLAGS.with(Cell::get);
-    if let Some(v) = cached(&before) {
-        return v;
-    }
-    let Some(oid) = table() else {
-        return false;
-    };
+/// Look a fact of [`Flags`] or [`Owners`] up in `table` (`None`: the table, or the
+/// column the fact needs, does not exist — a 0.1.0 schema), running `look` as the
+/// extension's owner, and `keep` it unless an invalidation arrived meanwhile (then it is
+/// used for this call only). `None` when there is no table.
+fn look_up<T>(
+    table: Option<pg_sys::Oid>,
+    look: impl FnOnce() -> T,
+    keep: impl FnOnce(&mut Flags, pg_sys::Oid, &T),
+) -> Option<T> {
+    let before = FLAGS.with(Cell::get).generation;
+    let oid = table?;
     let value = crate::settings::with_pinned_search_path(|| crate::caller::as_owner(look));
     FLAGS.with(|f| {
         let mut flags = f.get();
-        if flags.generation == before.generation {
-            store(&mut flags, oid, value);
+        if flags.generation == before {
+            keep(&mut flags, oid, &value);
             f.set(flags);
         }
     });
-    value
+    Some(value)
 }
 
 fn apikey_relation(name: &CStr) -> Option<pg_sys::Oid> {
@@ -296,41 +291,38 @@ fn apikey_relation(name: &CStr) -> Option<pg_sys::Oid> {
 /// has none (from this backend's [`Owners`]), true when it has, or when there are too
 /// many owners with limits to keep (the caller then looks).
 pub fn owner_may_have_limits(kind: &str, id: &str) -> bool {
-    let owners = match OWNERS.with(|o| o.borrow().clone()) {
+    let cached = OWNERS.with(|o| o.borrow().clone());
+    let owners = match cached {
         Some(owners) => owners,
         None => {
-            let before = FLAGS.with(Cell::get);
-            let Some(oid) = apikey_relation(c"owner_limits") else {
-                return false; // a 0.1.0 schema
-            };
-            let listed = crate::settings::with_pinned_search_path(|| {
-                crate::caller::as_owner(|| {
-                    crate::storage::metering::owners_with_limits(OWNERS_KEPT)
-                })
-            });
-            let owners = Rc::new(match listed {
-                Some(list) => {
-                    let (mut orgs, mut users) = (HashSet::new(), HashSet::new());
-                    for (k, id) in list {
-                        if k == "org" {
-                            orgs.insert(id)
-                        } else {
-                            users.insert(id)
-                        };
-                    }
-                    Owners::Listed { orgs, users }
-                }
-                None => Owners::Many,
-            });
-            FLAGS.with(|f| {
-                let mut flags = f.get();
-                if flags.generation == before.generation {
+            let looked = look_up(
+                apikey_relation(c"owner_limits"),
+                || {
+                    let listed = crate::storage::metering::owners_with_limits(OWNERS_KEPT);
+                    Rc::new(match listed {
+                        Some(list) => {
+                            let (mut orgs, mut users) = (HashSet::new(), HashSet::new());
+                            for (k, id) in list {
+                                if k == "org" {
+                                    orgs.insert(id)
+                                } else {
+                                    users.insert(id)
+                                };
+                            }
+                            Owners::Listed { orgs, users }
+                        }
+                        None => Owners::Many,
+                    })
+                },
+                |flags, oid, owners| {
                     flags.owner_limits = oid;
-                    f.set(flags);
                     OWNERS.with(|o| *o.borrow_mut() = Some(owners.clone()));
-                }
-            });
-            owners
+                },
+            );
+            match looked {
+                Some(owners) => owners,
+                None => return false, // a 0.1.0 schema
+            }
         }
     };
     match &*owners {
@@ -347,17 +339,19 @@ pub fn owner_may_have_limits(kind: &str, id: &str) -> bool {
 pub fn imported_keys_exist() -> bool {
     // SAFETY: what every lock acquisition does; cheap when nothing is pending.
     unsafe { pg_sys::AcceptInvalidationMessages() };
-    flag(
-        |f| f.imported_keys_exist,
-        |f, oid, v| (f.keys, f.imported_keys_exist) = (oid, Some(v)),
-        || {
-            apikey_relation(c"keys").filter(|&oid| {
-                // SAFETY: a syscache lookup; 0.1.0 tables have no `imported` column.
-                unsafe { pg_sys::get_attnum(oid, c"imported".as_ptr()) > 0 }
-            })
-        },
+    if let Some(v) = FLAGS.with(Cell::get).imported_keys_exist {
+        return v;
+    }
+    let keys = apikey_relation(c"keys").filter(|&oid| {
+        // SAFETY: a syscache lookup; 0.1.0 tables have no `imported` column.
+        unsafe { pg_sys::get_attnum(oid, c"imported".as_ptr()) > 0 }
+    });
+    look_up(
+        keys,
         crate::storage::metering::imported_keys_exist,
+        |flags, oid, &v| (flags.keys, flags.imported_keys_exist) = (oid, Some(v)),
     )
+    .unwrap_or(false)
 }
 
 /// Tell every backend, when this transaction commits, that `apikey.<table>` changed in a

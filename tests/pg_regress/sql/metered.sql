@@ -119,6 +119,14 @@ SELECT apikey.create_api_key(org_id => 'acme', rate_limit_max => 1, rate_limit_w
 SELECT apikey.update_api_key(:'did', rate_limits => '[{"name": "default", "limit": 5, "window": "1 minute"}]');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) = :keys_before AS nothing_written FROM apikey.keys;
+-- A list written around the functions (here by a superuser, straight into the table) is
+-- not metered by guesswork: verify says so, with 55000.
+SELECT key AS t, key_id AS tid FROM apikey.create_api_key(org_id => 'acme', name => 'tampered',
+    rate_limits => '[{"name": "a", "limit": 1, "window": "1 minute"}]') \gset
+UPDATE apikey.keys SET rate_limits = '[{"name": "a", "limit": 1}]' WHERE id = :'tid';
+SELECT code FROM apikey.verify_api_key(:'t');
+\echo :LAST_ERROR_SQLSTATE
+SELECT apikey.delete_api_key(:'tid');
 -- A policy field: ordinary callers may not set it.
 SET ROLE regress_admin;
 SELECT apikey.create_api_key(org_id => 'acme', rate_limits => '[{"name": "a", "limit": 1, "window": "1 minute"}]');
