@@ -17,26 +17,43 @@ use crate::error;
 use crate::settings::{self, MembershipSource};
 use crate::storage::{self, AppFunction};
 
-/// The application's function named by `setting` (value `name`), checked: it exists with
-/// the expected signature and result, it pins its own search_path, and it belongs to a
-/// trusted role (so no ordinary role can change what it answers).
-fn app_function(
-    setting: &str,
-    name: &str,
-    args: &str,
+/// A membership function the application may provide: the setting that names it and
+/// the signature it must have.
+struct AppFunctionKind {
+    setting: &'static str,
+    args: &'static str,
     returns: pg_sys::Oid,
-    returns_sql: &str,
-) -> AppFunction {
-    let signature = format!("{name}({args})");
-    let Some(f) = storage::app_function(&signature, returns) else {
+    returns_sql: &'static str,
+}
+
+const ORG_EXISTS_FUNCTION: AppFunctionKind = AppFunctionKind {
+    setting: "apikey.org_exists_function",
+    args: "text",
+    returns: pg_sys::BOOLOID,
+    returns_sql: "boolean",
+};
+
+const MEMBER_ROLES_FUNCTION: AppFunctionKind = AppFunctionKind {
+    setting: "apikey.member_roles_function",
+    args: "text,text",
+    returns: pg_sys::TEXTARRAYOID,
+    returns_sql: "text[]",
+};
+
+/// The application's function `name` of `kind`, checked: it exists with the expected
+/// signature and result, it pins its own search_path, and it belongs to a trusted role
+/// (so no ordinary role can change what it answers).
+fn app_function(kind: &AppFunctionKind, name: &str) -> AppFunction {
+    let signature = format!("{name}({})", kind.args);
+    let Some(f) = storage::app_function(&signature, kind.returns) else {
         error::not_ready(
-            format!("{setting} names {signature}, which does not exist"),
+            format!("{} names {signature}, which does not exist", kind.setting),
             "Set it to a schema-qualified function name, e.g. 'app.member_roles'.",
         )
     };
     if !f.returns_expected {
         error::not_ready(
-            format!("{signature} must return {returns_sql}"),
+            format!("{signature} must return {}", kind.returns_sql),
             "Fix the function or the setting.",
         );
     }
@@ -79,35 +96,19 @@ pub fn require_builtin_source(what: &str) {
 }
 
 pub fn org_exists(org_id: &str) -> bool {
-    match app_source() {
-        None => storage::org_exists(org_id),
-        Some((name, _)) => {
-            let f = app_function(
-                "apikey.org_exists_function",
-                &name,
-                "text",
-                pg_sys::BOOLOID,
-                "boolean",
-            );
-            caller::with_caller_rights(|| storage::call_org_exists(&f, org_id)).unwrap_or(false)
-        }
-    }
+    let Some((name, _)) = app_source() else {
+        return storage::org_exists(org_id);
+    };
+    let f = app_function(&ORG_EXISTS_FUNCTION, &name);
+    caller::with_caller_rights(|| storage::call_org_exists(&f, org_id)).unwrap_or(false)
 }
 
 /// The roles `user_id` holds in `org_id`; empty when it is not a member (or the
 /// organization does not exist: the two are indistinguishable to an ordinary caller).
 pub fn member_roles(org_id: &str, user_id: &str) -> Vec<String> {
-    match app_source() {
-        None => storage::member_roles(org_id, user_id),
-        Some((_, name)) => {
-            let f = app_function(
-                "apikey.member_roles_function",
-                &name,
-                "text,text",
-                pg_sys::TEXTARRAYOID,
-                "text[]",
-            );
-            caller::with_caller_rights(|| storage::call_member_roles(&f, org_id, user_id))
-        }
-    }
+    let Some((_, name)) = app_source() else {
+        return storage::member_roles(org_id, user_id);
+    };
+    let f = app_function(&MEMBER_ROLES_FUNCTION, &name);
+    caller::with_caller_rights(|| storage::call_member_roles(&f, org_id, user_id))
 }

@@ -7,7 +7,8 @@
 //! Each one: (1) decides on the calling role ([`Caller::current`]); (2) checks the
 //! arguments; (3) inside [`as_owner`], asks [`crate::authz`] whether the caller may, and
 //! only then reads or writes through [`crate::storage`]. Every function pins
-//! `search_path` to `pg_catalog, pg_temp`.
+//! `search_path` to `pg_catalog, pg_temp`: each is declared with `sql_function!` below
+//! (`current_identity`, the one STABLE function, declares the same by hand).
 //!
 //! [`Caller::current`]: crate::caller::Caller::current
 //! [`as_owner`]: crate::caller::as_owner
@@ -15,11 +16,59 @@ use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
+use crate::caller::Caller;
 use crate::error;
 use crate::jsonb::Jsonb;
 use crate::keymat;
 use crate::settings;
 use crate::storage;
+
+/// Declares a function of the SQL API; write the function inside, as usual:
+/// `sql_function!(/// doc  fn name(…) -> … { … });`. Each one is `volatile` and runs with
+/// `search_path = pg_catalog, pg_temp`, pinned here for all of them: no object a caller
+/// creates can stand in for one the function names.
+///
+/// `-> NewKey` is the result of `create_api_key` and `rotate_api_key`, which the contract
+/// gives the same columns; they are written here once. (pgrx reads a function's result
+/// columns from the `name!` tokens of its signature, so no type alias can carry them.)
+/// The body returns `TableIterator::once(created_row(…))`.
+macro_rules! sql_function {
+    ($(#[$($attr:tt)*])* fn $name:ident($($params:tt)*) -> NewKey $body:block) => {
+        $(#[$($attr)*])*
+        #[allow(clippy::type_complexity)]
+        #[pg_extern(volatile)]
+        #[search_path(pg_catalog, pg_temp)]
+        fn $name($($params)*) -> TableIterator<
+            'static,
+            (
+                name!(key_id, Uuid),
+                name!(key, String),
+                name!(start, String),
+                name!(prefix, String),
+                name!(org_id, Option<String>),
+                name!(user_id, Option<String>),
+                name!(name, Option<String>),
+                name!(expires_at, Option<TimestampWithTimeZone>),
+                name!(permissions, Option<Jsonb>),
+                name!(metadata, Option<Jsonb>),
+                name!(remaining, Option<i64>),
+                name!(refill_amount, Option<i64>),
+                name!(refill_interval, Option<Interval>),
+                name!(rate_limit_max, Option<i32>),
+                name!(rate_limit_window, Option<Interval>),
+                name!(created_at, TimestampWithTimeZone),
+                name!(rate_limits, Option<Jsonb>),
+            ),
+        > $body
+    };
+    ($(#[$($attr:tt)*])* fn $name:ident($($params:tt)*) $(-> $ret:ty)? $body:block) => {
+        $(#[$($attr)*])*
+        #[allow(clippy::type_complexity)] // result columns: `name!` tokens, as said above
+        #[pg_extern(volatile)]
+        #[search_path(pg_catalog, pg_temp)]
+        fn $name($($params)*) $(-> $ret)? $body
+    };
+}
 
 mod audit;
 mod import;
@@ -58,17 +107,21 @@ pub(crate) fn check_prefix(prefix: Option<String>) -> String {
     prefix
 }
 
-pub(crate) fn require_key_id(key_id: Option<Uuid>) -> Uuid {
-    key_id.unwrap_or_else(|| {
+/// The calling role, and the key it names (22023 when NULL): how each function on one
+/// key begins.
+pub(crate) fn caller_and_key(key_id: Option<Uuid>) -> (Caller, Uuid) {
+    let caller = Caller::current();
+    let key_id = key_id.unwrap_or_else(|| {
         error::bad_arg(
             "key_id must not be NULL",
             "Pass the key_id that create_api_key returned.",
         )
-    })
+    });
+    (caller, key_id)
 }
 
-/// The row `create_api_key` and `rotate_api_key` return: the only time a key's
-/// plaintext leaves the database.
+/// The row `create_api_key` and `rotate_api_key` return (`-> NewKey` above): the only
+/// time a key's plaintext leaves the database.
 pub(crate) type CreatedOut = (
     Uuid,
     String,

@@ -3,7 +3,7 @@ use pgrx::datum::{JsonB, TimestampWithTimeZone};
 use pgrx::Uuid;
 
 use super::{
-    col, req, run, stmt, Actor, Stmt, JSONB, JSONB_ARRAY, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID,
+    col, req, rows, run, stmt, Actor, Stmt, JSONB, JSONB_ARRAY, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID,
 };
 use crate::jsonb::Jsonb;
 
@@ -18,13 +18,14 @@ pub fn audit(
     by: &Actor<'_>,
     details: serde_json::Value,
 ) {
+    let [role, identity] = by.args();
     let args = [
         action.into(),
         org_id.into(),
         Option::<Uuid>::None.into(),
         subject.into(),
-        by.role.into(),
-        by.identity.into(),
+        role,
+        identity,
         JsonB(details).into(),
     ];
     run(&AUDIT, &args, |_| ())
@@ -61,11 +62,12 @@ fn audit_key_with(
 ) {
     let names: Vec<String> = jsonb_changes.iter().map(|(n, _)| n.to_string()).collect();
     let values: Vec<Jsonb> = jsonb_changes.iter().map(|(_, v)| *v).collect();
+    let [role, identity] = by.args();
     let args = [
         action.into(),
         key_id.into(),
-        by.role.into(),
-        by.identity.into(),
+        role,
+        identity,
         JsonB(details).into(),
         names.into(),
         values.into(),
@@ -89,21 +91,17 @@ pub type AuditRow = (
 static AUDIT_LIST: Stmt = stmt!("audit_list.sql", [TEXT, TIMESTAMPTZ]);
 
 pub fn audit_list(org_id: Option<&str>, since: Option<TimestampWithTimeZone>) -> Vec<AuditRow> {
-    run(&AUDIT_LIST, &[org_id.into(), since.into()], |t| {
-        t.into_iter()
-            .map(|r| {
-                (
-                    req(&r, "id"),
-                    req(&r, "at"),
-                    req(&r, "action"),
-                    col(&r, "org_id"),
-                    col(&r, "key_id"),
-                    col(&r, "subject"),
-                    req(&r, "actor_role"),
-                    col(&r, "actor_identity"),
-                    req(&r, "details"),
-                )
-            })
-            .collect()
+    rows(&AUDIT_LIST, &[org_id.into(), since.into()], |r| {
+        (
+            req(r, "id"),
+            req(r, "at"),
+            req(r, "action"),
+            col(r, "org_id"),
+            col(r, "key_id"),
+            col(r, "subject"),
+            req(r, "actor_role"),
+            col(r, "actor_identity"),
+            req(r, "details"),
+        )
     })
 }

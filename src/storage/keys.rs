@@ -1,11 +1,11 @@
 //! Keys: creating, reading, spending uses, changing, rotating, revoking and deleting them.
 use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
-use pgrx::spi::SpiTupleTable;
+use pgrx::spi::SpiHeapTupleData;
 use pgrx::Uuid;
 
 use super::{
-    col, one, req, run, stmt, Actor, Stmt, BOOL, BYTEA, INTERVAL, TEXT, TEXT_ARRAY, TIMESTAMPTZ,
-    UUID,
+    col, first, one, req, rows, run, stmt, Actor, Stmt, BOOL, BYTEA, INTERVAL, TEXT, TEXT_ARRAY,
+    TIMESTAMPTZ, UUID,
 };
 use crate::key_settings::{with_settings, Settings};
 use pgrx::pg_sys::Oid;
@@ -22,15 +22,13 @@ pub struct KeyRow {
     pub info: KeyInfo,
 }
 
-fn key_rows(t: SpiTupleTable<'_>) -> Vec<KeyRow> {
-    t.into_iter()
-        .map(|r| KeyRow {
-            org_id: col(&r, "org_id"),
-            user_id: col(&r, "user_id"),
-            revoked: req(&r, "revoked"),
-            info: req(&r, "info"),
-        })
-        .collect()
+fn key_row(r: &SpiHeapTupleData<'_>) -> KeyRow {
+    KeyRow {
+        org_id: col(r, "org_id"),
+        user_id: col(r, "user_id"),
+        revoked: req(r, "revoked"),
+        info: req(r, "info"),
+    }
 }
 
 // ---------------------------------------------------------------- create
@@ -43,16 +41,12 @@ pub struct NewKeyRow<'a> {
     pub org_id: Option<&'a str>,
     pub user_id: Option<&'a str>,
     pub settings: &'a Settings,
-    pub created_by_role: &'a str,
-    pub created_by_identity: Option<&'a str>,
+    pub created_by: Actor<'a>,
 }
 
 /// digest, prefix, start, org_id, user_id, the settings, created_by_role and _identity.
 const KEY_INSERT_ARGS: [Oid; 17] = with_settings(&[BYTEA, TEXT, TEXT, TEXT, TEXT], &[TEXT, TEXT]);
-static KEY_INSERT: Stmt = Stmt {
-    sql: include_str!("../../sql/queries/key_insert.sql"),
-    args: &KEY_INSERT_ARGS,
-};
+static KEY_INSERT: Stmt = stmt!("key_insert.sql", KEY_INSERT_ARGS);
 
 impl NewKeyRow<'_> {
     /// The statement arguments of key_insert.sql, which key_import.sql begins with too.
@@ -65,18 +59,17 @@ impl NewKeyRow<'_> {
             self.user_id.into(),
         ];
         args.extend(self.settings.args());
-        args.extend([self.created_by_role.into(), self.created_by_identity.into()]);
+        args.extend(self.created_by.args());
         args
     }
 }
 
 /// Store a new key and its `key_created` audit row; its id and creation time.
 pub fn key_insert(k: NewKeyRow<'_>) -> (Uuid, TimestampWithTimeZone) {
-    let args = k.args();
-    run(&KEY_INSERT, &args, |t| {
-        let r = t.into_iter().next().expect("the insert returns its row");
-        (req(&r, "key_id"), req(&r, "created_at"))
+    first(&KEY_INSERT, &k.args(), |r| {
+        (req(r, "key_id"), req(r, "created_at"))
     })
+    .expect("the insert returns its row")
 }
 
 // ---------------------------------------------------------------- use
@@ -99,7 +92,7 @@ pub fn key_touch(key_id: Uuid, now: TimestampWithTimeZone, resolution: Interval)
 static KEY_GET: Stmt = stmt!("key_get.sql", [UUID]);
 
 pub fn key_get(key_id: Uuid) -> Option<KeyRow> {
-    run(&KEY_GET, &[key_id.into()], key_rows).pop()
+    first(&KEY_GET, &[key_id.into()], key_row)
 }
 
 static KEY_LIST_ORG: Stmt = stmt!("key_list_org.sql", [TEXT, TEXT]);
@@ -108,16 +101,16 @@ static KEY_LIST_ALL: Stmt = stmt!("key_list_all.sql", []);
 
 /// An organization's keys, optionally only those recorded with `user_id`.
 pub fn keys_of_org(org_id: &str, user_id: Option<&str>) -> Vec<KeyRow> {
-    run(&KEY_LIST_ORG, &[org_id.into(), user_id.into()], key_rows)
+    rows(&KEY_LIST_ORG, &[org_id.into(), user_id.into()], key_row)
 }
 
 /// A user's own (user-owned) keys.
 pub fn keys_of_user(user_id: &str) -> Vec<KeyRow> {
-    run(&KEY_LIST_USER, &[user_id.into()], key_rows)
+    rows(&KEY_LIST_USER, &[user_id.into()], key_row)
 }
 
 pub fn keys_all() -> Vec<KeyRow> {
-    run(&KEY_LIST_ALL, &[], key_rows)
+    rows(&KEY_LIST_ALL, &[], key_row)
 }
 
 // ---------------------------------------------------------------- revoke and delete
@@ -125,35 +118,26 @@ pub fn keys_all() -> Vec<KeyRow> {
 static KEY_REVOKE: Stmt = stmt!("key_revoke.sql", [UUID, TEXT, TEXT]);
 
 /// Mark a key revoked (the first revocation's time and role are kept).
-pub fn key_revoke(key_id: Uuid, by_role: &str, by_identity: Option<&str>) -> Option<KeyRow> {
-    run(
-        &KEY_REVOKE,
-        &[key_id.into(), by_role.into(), by_identity.into()],
-        key_rows,
-    )
-    .pop()
+pub fn key_revoke(key_id: Uuid, by: &Actor<'_>) -> Option<KeyRow> {
+    let [role, identity] = by.args();
+    first(&KEY_REVOKE, &[key_id.into(), role, identity], key_row)
 }
 
 static KEY_DELETE: Stmt = stmt!("key_delete.sql", [UUID, TEXT, TEXT]);
 
 /// Delete a key and record it; whether there was one.
 pub fn key_delete(key_id: Uuid, by: &Actor<'_>) -> bool {
-    run(
-        &KEY_DELETE,
-        &[key_id.into(), by.role.into(), by.identity.into()],
-        |t| !t.is_empty(),
-    )
+    let [role, identity] = by.args();
+    run(&KEY_DELETE, &[key_id.into(), role, identity], |t| {
+        !t.is_empty()
+    })
 }
 
 static EXPIRED_ORGS: Stmt = stmt!("expired_orgs.sql", []);
 
 /// The organizations that have expired keys.
 pub fn orgs_with_expired_keys() -> Vec<String> {
-    run(&EXPIRED_ORGS, &[], |t| {
-        t.into_iter()
-            .filter_map(|r| col::<String>(&r, "org_id"))
-            .collect()
-    })
+    rows(&EXPIRED_ORGS, &[], |r| req(r, "org_id"))
 }
 
 static DELETE_EXPIRED: Stmt = stmt!("delete_expired.sql", [BOOL, TEXT, TEXT_ARRAY, TEXT, TEXT]);
@@ -161,13 +145,8 @@ static DELETE_EXPIRED: Stmt = stmt!("delete_expired.sql", [BOOL, TEXT, TEXT_ARRA
 /// Delete expired keys: all of them when `all`, else `user_id`'s own and those of `orgs`.
 /// Each deletion is recorded in the audit trail.
 pub fn delete_expired(all: bool, user_id: Option<&str>, orgs: Vec<String>, by: &Actor<'_>) -> i64 {
-    let args = [
-        all.into(),
-        user_id.into(),
-        orgs.into(),
-        by.role.into(),
-        by.identity.into(),
-    ];
+    let [role, identity] = by.args();
+    let args = [all.into(), user_id.into(), orgs.into(), role, identity];
     run(&DELETE_EXPIRED, &args, |t| t.len() as i64)
 }
 
@@ -187,24 +166,19 @@ pub struct StoredKey {
 static KEY_SETTINGS: Stmt = stmt!("key_settings.sql", [UUID, TIMESTAMPTZ]);
 
 pub fn key_settings_for_update(key_id: Uuid, now: TimestampWithTimeZone) -> Option<StoredKey> {
-    run(&KEY_SETTINGS, &[key_id.into(), now.into()], |t| {
-        t.into_iter().next().map(|r| StoredKey {
-            prefix: req(&r, "prefix"),
-            settings: Settings::from_row(&r),
-            enabled: req(&r, "enabled"),
-            revoked: req(&r, "revoked"),
-            replaced: req(&r, "replaced"),
-            expired: req(&r, "expired"),
-        })
+    first(&KEY_SETTINGS, &[key_id.into(), now.into()], |r| StoredKey {
+        prefix: req(r, "prefix"),
+        settings: Settings::from_row(r),
+        enabled: req(r, "enabled"),
+        revoked: req(r, "revoked"),
+        replaced: req(r, "replaced"),
+        expired: req(r, "expired"),
     })
 }
 
 /// key_id, the settings, enabled, whether the refill restarts, now.
 const KEY_UPDATE_ARGS: [Oid; 14] = with_settings(&[UUID], &[BOOL, BOOL, TIMESTAMPTZ]);
-static KEY_UPDATE: Stmt = Stmt {
-    sql: include_str!("../../sql/queries/key_update.sql"),
-    args: &KEY_UPDATE_ARGS,
-};
+static KEY_UPDATE: Stmt = stmt!("key_update.sql", KEY_UPDATE_ARGS);
 
 /// Store a key's new settings. `refill_restart`: the refill period starts over now.
 pub fn key_update(
@@ -217,9 +191,7 @@ pub fn key_update(
     let mut args = vec![key_id.into()];
     args.extend(settings.args());
     args.extend([enabled.into(), refill_restart.into(), now.into()]);
-    run(&KEY_UPDATE, &args, key_rows)
-        .pop()
-        .expect("the key was locked for this update")
+    first(&KEY_UPDATE, &args, key_row).expect("the key was locked for this update")
 }
 
 /// The columns `create_api_key` and `rotate_api_key` return, but the key text itself.
@@ -246,28 +218,24 @@ pub fn key_rotate(
     now: TimestampWithTimeZone,
     grace: Interval,
 ) -> (CreatedKey, TimestampWithTimeZone) {
+    let [role, identity] = by.args();
     let args = [
         old.into(),
         digest.into(),
         start.into(),
-        by.role.into(),
-        by.identity.into(),
+        role,
+        identity,
         prefix.into(),
     ];
-    let created = run(&KEY_ROTATE, &args, |t| {
-        let r = t
-            .into_iter()
-            .next()
-            .expect("the old key was locked for this rotation");
-        CreatedKey {
-            key_id: req(&r, "key_id"),
-            prefix: req(&r, "prefix"),
-            org_id: col(&r, "org_id"),
-            user_id: col(&r, "user_id"),
-            settings: Settings::from_row(&r),
-            created_at: req(&r, "created_at"),
-        }
-    });
+    let created = first(&KEY_ROTATE, &args, |r| CreatedKey {
+        key_id: req(r, "key_id"),
+        prefix: req(r, "prefix"),
+        org_id: col(r, "org_id"),
+        user_id: col(r, "user_id"),
+        settings: Settings::from_row(r),
+        created_at: req(r, "created_at"),
+    })
+    .expect("the old key was locked for this rotation");
     let old_expires = one::<TimestampWithTimeZone>(
         &KEY_MARK_ROTATED,
         &[old.into(), created.key_id.into(), now.into(), grace.into()],
@@ -292,10 +260,7 @@ const KEY_IMPORT_ARGS: [Oid; 21] = with_settings(
     &[BYTEA, TEXT, TEXT, TEXT, TEXT],
     &[TEXT, TEXT, BOOL, TIMESTAMPTZ, TIMESTAMPTZ, TIMESTAMPTZ],
 );
-static KEY_IMPORT: Stmt = Stmt {
-    sql: include_str!("../../sql/queries/key_import.sql"),
-    args: &KEY_IMPORT_ARGS,
-};
+static KEY_IMPORT: Stmt = stmt!("key_import.sql", KEY_IMPORT_ARGS);
 static KEY_ID_BY_DIGEST: Stmt = stmt!("key_id_by_digest.sql", [BYTEA]);
 
 /// Store an imported key with its `key_imported` audit row: `(id, true)`; or, when its

@@ -7,14 +7,12 @@ use pgrx::spi::SpiHeapTupleData;
 use pgrx::{IntoDatum, Uuid};
 
 use super::{
-    col, req, run, stmt, Actor, Stmt, BOOL, INT4, INT8, INTERVAL, JSONB, TEXT, TIMESTAMPTZ, UUID,
+    col, first, req, rows, run, stmt, Actor, Stmt, BOOL, INT4, INT8, INT8_ARRAY, INTERVAL, JSONB,
+    TEXT, TIMESTAMPTZ, TIMESTAMPTZ_ARRAY, UUID,
 };
 use crate::jsonb::Jsonb;
 use crate::meter::{self, Micros, Quota, Refill, Spent, Unit, Window};
 use crate::rate_limits::{self, DEFAULT_NAME};
-
-const INT8_ARRAY: pg_sys::Oid = pg_sys::INT8ARRAYOID;
-const TIMESTAMPTZ_ARRAY: pg_sys::Oid = pg_sys::TIMESTAMPTZARRAYOID;
 
 /// Microseconds since 2000-01-01, PostgreSQL's own representation of a timestamptz.
 pub fn micros(t: TimestampWithTimeZone) -> Micros {
@@ -120,16 +118,15 @@ pub fn key_meter(
         (true, Schema::V0_1_0) => &KEY_METER_LOCKED_0_1_0,
         (false, Schema::V0_1_0) => &KEY_METER_0_1_0,
     };
-    run(stmt, &[key_id.into(), now.into()], |t| {
-        let row = t.into_iter().next()?;
-        let default = col::<i32>(&row, "rate_limit_max").map(|max| Window {
+    first(stmt, &[key_id.into(), now.into()], |row| {
+        let default = col::<i32>(row, "rate_limit_max").map(|max| Window {
             limit: i64::from(max),
             unit: Unit::Requests,
-            count: i64::from(req::<i32>(&row, "rate_window_count")),
-            reset_at: col(&row, "rate_window_reset_at").map(micros),
-            next_reset: micros(req(&row, "default_next_reset")),
+            count: i64::from(req::<i32>(row, "rate_window_count")),
+            reset_at: col(row, "rate_window_reset_at").map(micros),
+            next_reset: micros(req(row, "default_next_reset")),
         });
-        Some(metered_row(&row, now, default))
+        metered_row(row, now, default)
     })
 }
 
@@ -181,14 +178,8 @@ const KEY_METER_SPEND_ARGS: [pg_sys::Oid; 8] = [
     TIMESTAMPTZ_ARRAY,
     TIMESTAMPTZ,
 ];
-static KEY_METER_SPEND: Stmt = Stmt {
-    sql: include_str!("../../sql/queries/key_meter_spend.sql"),
-    args: &KEY_METER_SPEND_ARGS,
-};
-static KEY_METER_SPEND_0_1_0: Stmt = Stmt {
-    sql: include_str!("../../sql/queries/key_meter_spend_0_1_0.sql"),
-    args: &KEY_METER_SPEND_ARGS,
-};
+static KEY_METER_SPEND: Stmt = stmt!("key_meter_spend.sql", KEY_METER_SPEND_ARGS);
+static KEY_METER_SPEND_0_1_0: Stmt = stmt!("key_meter_spend_0_1_0.sql", KEY_METER_SPEND_ARGS);
 
 /// Record an admitted call of key `key_id`: its new windows and quota.
 pub fn key_meter_spend(
@@ -264,18 +255,15 @@ pub fn owner_meter(
     } else {
         &OWNER_METER
     };
-    run(
+    first(
         stmt,
         &[owner.kind.into(), owner.id.into(), now.into()],
-        |t| {
-            let row = t.into_iter().next()?;
-            Some(OwnerLimits {
-                metered: metered_row(&row, now, None),
-                refill_amount: col(&row, "refill_amount"),
-                refill_interval: col(&row, "refill_interval"),
-                rate_limits: col(&row, "rate_limits"),
-                set_at: req(&row, "set_at"),
-            })
+        |row| OwnerLimits {
+            metered: metered_row(row, now, None),
+            refill_amount: col(row, "refill_amount"),
+            refill_interval: col(row, "refill_interval"),
+            rate_limits: col(row, "rate_limits"),
+            set_at: req(row, "set_at"),
         },
     )
 }
@@ -349,13 +337,9 @@ pub fn owner_limits_set(
         && limits.refill_amount.is_none()
         && limits.refill_interval.is_none()
         && limits.rate_limits.is_none();
+    let [role, identity] = by.args();
     if none {
-        let args = [
-            owner.kind.into(),
-            owner.id.into(),
-            by.role.into(),
-            by.identity.into(),
-        ];
+        let args = [owner.kind.into(), owner.id.into(), role, identity];
         return run(&OWNER_LIMITS_DELETE, &args, |_| ());
     }
     let args = [
@@ -365,8 +349,8 @@ pub fn owner_limits_set(
         limits.refill_amount.into(),
         limits.refill_interval.into(),
         limits.rate_limits.into(),
-        by.role.into(),
-        by.identity.into(),
+        role,
+        identity,
         now.into(),
     ];
     run(&OWNER_LIMITS_SET, &args, |_| ())
@@ -377,18 +361,14 @@ static IMPORTED_KEYS_EXIST: Stmt = stmt!("imported_keys_exist.sql", []);
 
 /// Every owner that has limits, as (kind, id); `None` when there are more than `most`.
 pub fn owners_with_limits(most: i64) -> Option<Vec<(String, String)>> {
-    let owners: Vec<(String, String)> = run(&OWNERS_WITH_LIMITS, &[(most + 1).into()], |t| {
-        t.into_iter()
-            .map(|r| (req(&r, "owner_kind"), req(&r, "owner_id")))
-            .collect()
+    let owners = rows(&OWNERS_WITH_LIMITS, &[(most + 1).into()], |r| {
+        (req(r, "owner_kind"), req(r, "owner_id"))
     });
     (owners.len() as i64 <= most).then_some(owners)
 }
 
 pub fn imported_keys_exist() -> bool {
-    run(&IMPORTED_KEYS_EXIST, &[], |t| {
-        t.into_iter().next().is_some_and(|r| req(&r, "found"))
-    })
+    first(&IMPORTED_KEYS_EXIST, &[], |r| req(r, "found")).unwrap_or(false)
 }
 
 /// One object per window, for verify's `rate_limits` column and `get_owner_limits`:

@@ -31,7 +31,9 @@ pub use audit::*;
 pub use keys::*;
 pub use orgs::*;
 
-/// A statement file of `sql/queries/` with the types of its parameters.
+/// A statement file of `sql/queries/` with the types of its parameters, listed or named
+/// (`stmt!("file.sql", ARGS)` for a constant array built by
+/// [`crate::key_settings::with_settings`]).
 /// `stmt!(locked "file.sql", [...])`: the file's SELECT with `FOR NO KEY UPDATE` appended,
 /// locking the rows it reads.
 macro_rules! stmt {
@@ -39,6 +41,12 @@ macro_rules! stmt {
         $crate::storage::Stmt {
             sql: include_str!(concat!("../../sql/queries/", $file)),
             args: &[$($arg),*],
+        }
+    };
+    ($file:literal, $args:ident) => {
+        $crate::storage::Stmt {
+            sql: include_str!(concat!("../../sql/queries/", $file)),
+            args: &$args,
         }
     };
     (locked $file:literal, [$($arg:expr),* $(,)?]) => {
@@ -135,6 +143,24 @@ pub(crate) fn run_dynamic<R>(
     })
 }
 
+/// Every row of the result, each read by `read`.
+pub fn rows<T>(
+    stmt: &'static Stmt,
+    args: &[DatumWithOid<'_>],
+    read: impl Fn(&SpiHeapTupleData<'_>) -> T,
+) -> Vec<T> {
+    run(stmt, args, |t| t.into_iter().map(|r| read(&r)).collect())
+}
+
+/// The first row of the result, if any, read by `read`.
+pub fn first<T>(
+    stmt: &'static Stmt,
+    args: &[DatumWithOid<'_>],
+    read: impl FnOnce(&SpiHeapTupleData<'_>) -> T,
+) -> Option<T> {
+    run(stmt, args, |t| t.into_iter().next().map(|r| read(&r)))
+}
+
 /// The first column of the first row, if any.
 fn one<T: FromDatum + IntoDatum>(stmt: &'static Stmt, args: &[DatumWithOid<'_>]) -> Option<T> {
     run(stmt, args, |t| {
@@ -144,6 +170,11 @@ fn one<T: FromDatum + IntoDatum>(stmt: &'static Stmt, args: &[DatumWithOid<'_>])
             t.first().get_one::<T>().ok().flatten()
         }
     })
+}
+
+/// Whether the statement answers true (no row, or NULL: false).
+fn holds(stmt: &'static Stmt, args: &[DatumWithOid<'_>]) -> bool {
+    one::<bool>(stmt, args).unwrap_or(false)
 }
 
 static EXTENSION_VERSION: Stmt = stmt!("extension_version.sql", []);
@@ -165,21 +196,23 @@ pub fn req<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData<'_>, name: &str) -> 
     col(row, name).unwrap_or_else(|| panic!("pg_apikey: column {name} is NULL"))
 }
 
-pub const TEXT: pg_sys::Oid = pg_sys::TEXTOID;
-pub const TEXT_ARRAY: pg_sys::Oid = pg_sys::TEXTARRAYOID;
-pub const BOOL: pg_sys::Oid = pg_sys::BOOLOID;
-pub const BYTEA: pg_sys::Oid = pg_sys::BYTEAOID;
-pub const UUID: pg_sys::Oid = pg_sys::UUIDOID;
-pub const JSONB: pg_sys::Oid = pg_sys::JSONBOID;
-pub const JSONB_ARRAY: pg_sys::Oid = pg_sys::JSONBARRAYOID;
-pub const INT8: pg_sys::Oid = pg_sys::INT8OID;
-pub const INT4: pg_sys::Oid = pg_sys::INT4OID;
-pub const INTERVAL: pg_sys::Oid = pg_sys::INTERVALOID;
-pub const TIMESTAMPTZ: pg_sys::Oid = pg_sys::TIMESTAMPTZOID;
-pub const OID: pg_sys::Oid = pg_sys::OIDOID;
+/// The types of statement parameters, by their SQL names.
+pub use pg_sys::{
+    BOOLOID as BOOL, BYTEAOID as BYTEA, INT4OID as INT4, INT8ARRAYOID as INT8_ARRAY,
+    INT8OID as INT8, INTERVALOID as INTERVAL, JSONBARRAYOID as JSONB_ARRAY, JSONBOID as JSONB,
+    OIDOID as OID, TEXTARRAYOID as TEXT_ARRAY, TEXTOID as TEXT,
+    TIMESTAMPTZARRAYOID as TIMESTAMPTZ_ARRAY, TIMESTAMPTZOID as TIMESTAMPTZ, UUIDOID as UUID,
+};
 
 /// Who performed a management action, for the audit trail.
 pub struct Actor<'a> {
     pub role: &'a str,
     pub identity: Option<&'a str>,
+}
+
+impl<'a> Actor<'a> {
+    /// The role and the identity, the two parameters that record who acted.
+    pub fn args(&self) -> [DatumWithOid<'a>; 2] {
+        [self.role.into(), self.identity.into()]
+    }
 }

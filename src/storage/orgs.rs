@@ -3,12 +3,14 @@
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys;
 
-use super::{col, one, req, run, run_dynamic, stmt, Stmt, BOOL, OID, TEXT, TEXT_ARRAY};
+use super::{
+    col, first, holds, req, rows, run, run_dynamic, stmt, Stmt, BOOL, OID, TEXT, TEXT_ARRAY,
+};
 
 static ORG_EXISTS: Stmt = stmt!("org_exists.sql", [TEXT]);
 
 pub fn org_exists(org_id: &str) -> bool {
-    one::<bool>(&ORG_EXISTS, &[org_id.into()]).unwrap_or(false)
+    holds(&ORG_EXISTS, &[org_id.into()])
 }
 
 static ORG_INSERT: Stmt = stmt!("org_insert.sql", [TEXT, TEXT, TEXT]);
@@ -19,14 +21,10 @@ pub fn org_insert(
     name: Option<&str>,
     created_by: &str,
 ) -> Option<(String, Option<String>, TimestampWithTimeZone)> {
-    run(
+    first(
         &ORG_INSERT,
         &[id.into(), name.into(), created_by.into()],
-        |t| {
-            t.into_iter()
-                .next()
-                .map(|r| (req(&r, "id"), col(&r, "name"), req(&r, "created_at")))
-        },
+        |r| (req(r, "id"), col(r, "name"), req(r, "created_at")),
     )
 }
 
@@ -46,14 +44,14 @@ static APP_FUNCTION: Stmt = stmt!("app_function.sql", [TEXT, OID]);
 
 /// Look up `signature` (e.g. `app.member_roles(text,text)`); `None` when no such function.
 pub fn app_function(signature: &str, returns: pg_sys::Oid) -> Option<AppFunction> {
-    run(&APP_FUNCTION, &[signature.into(), returns.into()], |t| {
-        t.into_iter().next().map(|r| AppFunction {
-            qualified: req(&r, "qualified"),
-            returns_expected: req(&r, "returns_expected"),
-            pins_search_path: req(&r, "pins_search_path"),
-            owner: req(&r, "owner"),
-            temporary: req(&r, "temporary"),
-        })
+    first(&APP_FUNCTION, &[signature.into(), returns.into()], |r| {
+        AppFunction {
+            qualified: req(r, "qualified"),
+            returns_expected: req(r, "returns_expected"),
+            pins_search_path: req(r, "pins_search_path"),
+            owner: req(r, "owner"),
+            temporary: req(r, "temporary"),
+        }
     })
 }
 
@@ -81,53 +79,35 @@ pub fn call_member_roles(f: &AppFunction, org_id: &str, user_id: &str) -> Vec<St
     })
 }
 
-// ---------------------------------------------------------------- members and roles
+// ---------------------------------------------------------------- members
 
 static MEMBER_ROLES: Stmt = stmt!("member_roles.sql", [TEXT, TEXT]);
 
 /// The member's roles in the built-in tables; empty when not a member.
 pub fn member_roles(org_id: &str, user_id: &str) -> Vec<String> {
-    run(&MEMBER_ROLES, &[org_id.into(), user_id.into()], |t| {
-        t.into_iter()
-            .filter_map(|r| col::<String>(&r, "role"))
-            .collect()
+    rows(&MEMBER_ROLES, &[org_id.into(), user_id.into()], |r| {
+        req(r, "role")
     })
-}
-
-static ROLES_ALLOW: Stmt = stmt!("roles_allow.sql", [TEXT_ARRAY, TEXT]);
-
-/// Whether any of `roles` allows `action`.
-pub fn roles_allow(roles: &[String], action: &str) -> bool {
-    !roles.is_empty()
-        && one::<bool>(&ROLES_ALLOW, &[roles.to_vec().into(), action.into()]).unwrap_or(false)
-}
-
-static ROLE_KNOWN: Stmt = stmt!("role_known.sql", [TEXT]);
-
-pub fn role_known(role: &str) -> bool {
-    one::<bool>(&ROLE_KNOWN, &[role.into()]).unwrap_or(false)
 }
 
 static MEMBER_UPSERT: Stmt = stmt!("member_upsert.sql", [TEXT, TEXT, TEXT]);
 
+/// Add a member or change its role: (org_id, user_id, role, created_at).
 pub fn member_upsert(
     org_id: &str,
     user_id: &str,
     role: &str,
 ) -> (String, String, String, TimestampWithTimeZone) {
-    run(
-        &MEMBER_UPSERT,
-        &[org_id.into(), user_id.into(), role.into()],
-        |t| {
-            let r = t.into_iter().next().expect("the upsert returns its row");
-            (
-                req(&r, "org_id"),
-                req(&r, "user_id"),
-                req(&r, "role"),
-                req(&r, "created_at"),
-            )
-        },
-    )
+    let args = [org_id.into(), user_id.into(), role.into()];
+    first(&MEMBER_UPSERT, &args, |r| {
+        (
+            req(r, "org_id"),
+            req(r, "user_id"),
+            req(r, "role"),
+            req(r, "created_at"),
+        )
+    })
+    .expect("the upsert returns its row")
 }
 
 static MEMBER_DELETE: Stmt = stmt!("member_delete.sql", [TEXT, TEXT]);
@@ -139,30 +119,39 @@ pub fn member_delete(org_id: &str, user_id: &str) -> bool {
     })
 }
 
+// ---------------------------------------------------------------- roles and their actions
+
+static ROLES_ALLOW: Stmt = stmt!("roles_allow.sql", [TEXT_ARRAY, TEXT]);
+
+/// Whether any of `roles` allows `action`.
+pub fn roles_allow(roles: &[String], action: &str) -> bool {
+    !roles.is_empty() && holds(&ROLES_ALLOW, &[roles.to_vec().into(), action.into()])
+}
+
+static ROLE_KNOWN: Stmt = stmt!("role_known.sql", [TEXT]);
+
+/// Whether `role` is a defined member role (shipped or customised).
+pub fn role_known(role: &str) -> bool {
+    holds(&ROLE_KNOWN, &[role.into()])
+}
+
 static ROLE_ACTION_SET: Stmt = stmt!("role_action_set.sql", [TEXT, TEXT, BOOL]);
 
 pub fn role_action_set(role: &str, action: &str, allowed: bool) {
-    run(
-        &ROLE_ACTION_SET,
-        &[role.into(), action.into(), allowed.into()],
-        |_| (),
-    )
+    let args = [role.into(), action.into(), allowed.into()];
+    run(&ROLE_ACTION_SET, &args, |_| ())
 }
 
 static ROLE_ACTIONS_LIST: Stmt = stmt!("role_actions_list.sql", []);
 
 /// (role, action, allowed, is_default) in force.
 pub fn role_actions_list() -> Vec<(String, String, bool, bool)> {
-    run(&ROLE_ACTIONS_LIST, &[], |t| {
-        t.into_iter()
-            .map(|r| {
-                (
-                    req(&r, "role"),
-                    req(&r, "action"),
-                    req(&r, "allowed"),
-                    req(&r, "is_default"),
-                )
-            })
-            .collect()
+    rows(&ROLE_ACTIONS_LIST, &[], |r| {
+        (
+            req(r, "role"),
+            req(r, "action"),
+            req(r, "allowed"),
+            req(r, "is_default"),
+        )
     })
 }
