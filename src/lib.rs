@@ -14,7 +14,8 @@
 //! - [`storage`]: every SQL statement the extension runs, as cached prepared plans.
 //! - [`membership`]: organizations, members and the role-to-action mapping.
 //! - [`verify`]: `verify_api_key`, the hot path: one index probe, no SQL on the way.
-//! - [`api`]: the other SQL-facing functions of the contract.
+//! - [`api`]: the other SQL-facing functions of the contract, each declared with
+//!   `sql_function!` (volatile, `search_path` pinned).
 use pgrx::prelude::*;
 
 pub mod api;
@@ -37,7 +38,7 @@ pub mod verify;
 // Tables, grants, the service role and the default role-to-action mapping: plain SQL
 // that runs before any function is created.
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
-// verify_api_key: a hand-written C entry point (see src/verify.rs), declared in SQL.
+// verify_api_key: a hand-written C entry point (src/verify/entry.rs), declared in SQL.
 extension_sql_file!(
     "../sql/verify.sql",
     name = "verify",
