@@ -34,11 +34,7 @@ use crate::storage;
 /// The body returns `TableIterator::once(created_row(…))`.
 macro_rules! sql_function {
     ($(#[$($attr:tt)*])* fn $name:ident($($params:tt)*) -> NewKey $body:block) => {
-        $(#[$($attr)*])*
-        #[allow(clippy::type_complexity)]
-        #[pg_extern(volatile)]
-        #[search_path(pg_catalog, pg_temp)]
-        fn $name($($params)*) -> TableIterator<
+        sql_function!($(#[$($attr)*])* fn $name($($params)*) -> TableIterator<
             'static,
             (
                 name!(key_id, Uuid),
@@ -59,7 +55,7 @@ macro_rules! sql_function {
                 name!(created_at, TimestampWithTimeZone),
                 name!(rate_limits, Option<Jsonb>),
             ),
-        > $body
+        > $body);
     };
     ($(#[$($attr:tt)*])* fn $name:ident($($params:tt)*) $(-> $ret:ty)? $body:block) => {
         $(#[$($attr)*])*

@@ -7,8 +7,8 @@ use pgrx::spi::SpiHeapTupleData;
 use pgrx::{IntoDatum, Uuid};
 
 use super::{
-    col, first, req, rows, run, stmt, Actor, Stmt, BOOL, INT4, INT8, INT8_ARRAY, INTERVAL, JSONB,
-    TEXT, TIMESTAMPTZ, TIMESTAMPTZ_ARRAY, UUID,
+    col, first, holds, req, rows, run, stmt, Actor, Stmt, BOOL, INT4, INT8, INT8_ARRAY, INTERVAL,
+    JSONB, TEXT, TIMESTAMPTZ, TIMESTAMPTZ_ARRAY, UUID,
 };
 use crate::jsonb::Jsonb;
 use crate::meter::{self, Micros, Quota, Refill, Spent, Unit, Window};
@@ -368,7 +368,7 @@ pub fn owners_with_limits(most: i64) -> Option<Vec<(String, String)>> {
 }
 
 pub fn imported_keys_exist() -> bool {
-    first(&IMPORTED_KEYS_EXIST, &[], |r| req(r, "found")).unwrap_or(false)
+    holds(&IMPORTED_KEYS_EXIST, &[])
 }
 
 /// One object per window, for verify's `rate_limits` column and `get_owner_limits`:
