@@ -5,10 +5,13 @@
 //! `apikey.key_info`), its type, and whether it is a policy field (it grants power or
 //! spends money, so only trusted callers set it). From that one list come the
 //! [`Settings`] struct that create, update, rotate and the audit trail share, the list
-//! of field names ([`FIELDS`]), what `update_api_key` was given, the merge of given,
-//! cleared and stored values, and the reading of a stored row by column name. Adding a
-//! setting is one line there, its checks in [`Settings::validate_values`] or
-//! [`Settings::validate_pairs`], and its column in the SQL.
+//! of field names ([`FIELDS`]), the type of each SQL argument and result column that is a
+//! setting ([`types`]), what `update_api_key` was given, the merge of given, cleared and
+//! stored values, and the reading of a stored row by column name. Adding a setting is one
+//! line there, its checks in [`Settings::validate_values`] or
+//! [`Settings::validate_pairs`], its column in the SQL, and its bare name where the
+//! contract places it among a function's arguments or result columns (`with_settings![…]`,
+//! `table![…]` and the `NewKey` row, `src/api/`).
 use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::spi::SpiHeapTupleData;
@@ -87,13 +90,15 @@ macro_rules! key_settings {
         /// The settings' SQL types, in [`FIELDS`] order (the statements' parameters).
         pub const ARG_TYPES: [pg_sys::Oid; FIELDS.len()] = [$(pg_sys::$oid),*];
 
-        impl Settings {
-            /// The settings, in [`FIELDS`] order (as the SQL functions take them).
-            #[allow(clippy::too_many_arguments)]
-            pub fn new($($name: Option<$ty>),*) -> Settings {
-                Settings { $($name),* }
-            }
+        /// Each setting's type, under the setting's name: the type `sql_function!` gives an
+        /// argument or result column written as a bare setting name (as `Option<T>`).
+        #[allow(non_camel_case_types)]
+        pub mod types {
+            use super::*;
+            $(pub type $name = $ty;)*
+        }
 
+        impl Settings {
             /// The names of the settings that have a value.
             pub fn given(&self) -> Vec<&'static str> {
                 let mut names = Vec::new();

@@ -15,20 +15,9 @@ sql_function!(
     fn list_audit_events(
         org_id: default!(Option<&str>, "NULL"),
         since: default!(Option<TimestampWithTimeZone>, "NULL"),
-    ) -> TableIterator<
-        'static,
-        (
-            name!(id, i64),
-            name!(at, TimestampWithTimeZone),
-            name!(action, String),
-            name!(org_id, Option<String>),
-            name!(key_id, Option<Uuid>),
-            name!(subject, Option<String>),
-            name!(actor_role, String),
-            name!(actor_identity, Option<String>),
-            name!(details, Jsonb),
-        ),
-    > {
+    ) -> table![id: i64, at: TimestampWithTimeZone, action: String, org_id: Option<String>,
+                key_id: Option<Uuid>, subject: Option<String>, actor_role: String,
+                actor_identity: Option<String>, details: Jsonb] {
         let caller = Caller::current();
         let org_id = optional_id("org_id", org_id);
         let rows = as_owner(|| {

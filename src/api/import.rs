@@ -1,6 +1,6 @@
 //! Keys made by another system, imported by their digest so that the keys already in
 //! customers' hands keep working: `import_api_key`.
-use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
@@ -8,8 +8,6 @@ use super::optional_id;
 use crate::authz;
 use crate::caller::{as_owner, Caller};
 use crate::error;
-use crate::jsonb::Jsonb;
-use crate::key_settings::Settings;
 use crate::keymat;
 use crate::storage;
 use crate::verify::announce_change;
@@ -18,26 +16,21 @@ sql_function!(
     /// Import a key made by another system, by the SHA-256 digest of its whole text, with its
     /// owner, settings and history. Trusted callers only. Re-runnable: a digest that is
     /// already stored returns that key's id and changes nothing.
-    #[allow(clippy::too_many_arguments)]
     fn import_api_key(
-        digest: Option<&[u8]>,
-        org_id: default!(Option<&str>, "NULL"),
-        user_id: default!(Option<&str>, "NULL"),
-        name: default!(Option<&str>, "NULL"),
-        prefix: default!(Option<&str>, "NULL"),
-        start: default!(Option<&str>, "NULL"),
-        enabled: default!(Option<bool>, "true"),
-        expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
-        permissions: default!(Option<Jsonb>, "NULL"),
-        metadata: default!(Option<Jsonb>, "NULL"),
-        remaining: default!(Option<i64>, "NULL"),
-        refill_amount: default!(Option<i64>, "NULL"),
-        refill_interval: default!(Option<Interval>, "NULL"),
-        last_refill_at: default!(Option<TimestampWithTimeZone>, "NULL"),
-        rate_limit_max: default!(Option<i32>, "NULL"),
-        rate_limit_window: default!(Option<Interval>, "NULL"),
-        created_at: default!(Option<TimestampWithTimeZone>, "NULL"),
-        last_used_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+        settings: with_settings![
+            digest: Option<&[u8]>,
+            org_id: default!(Option<&str>, "NULL"),
+            user_id: default!(Option<&str>, "NULL"),
+            name,
+            prefix: default!(Option<&str>, "NULL"),
+            start: default!(Option<&str>, "NULL"),
+            enabled: default!(Option<bool>, "true"),
+            expires_at, permissions, metadata, remaining, refill_amount, refill_interval,
+            last_refill_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+            rate_limit_max, rate_limit_window,
+            created_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+            last_used_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+        ],
     ) -> Uuid {
         let caller = Caller::current();
         caller.require_trusted("import_api_key");
@@ -53,10 +46,10 @@ sql_function!(
             ),
         };
         // Expiry in the past is history, accepted here (checked without it); every other value
-        // is checked as for create_api_key. Imported keys have no named rate limits.
-        #[rustfmt::skip]
-        let mut settings = Settings::new(name.map(str::to_string), None, permissions, metadata,
-            remaining, refill_amount, refill_interval, rate_limit_max, rate_limit_window, None);
+        // is checked as for create_api_key. Imported keys have no named rate limits (the
+        // function takes no rate_limits).
+        let mut settings = settings;
+        let expires_at = settings.expires_at.take();
         settings.validate_values();
         settings.validate_pairs();
         settings.expires_at = expires_at;

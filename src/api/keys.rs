@@ -1,5 +1,5 @@
 //! Creating, listing, reading, revoking and deleting keys.
-use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::Uuid;
 use serde_json::json;
@@ -8,33 +8,22 @@ use super::{caller_and_key, check_prefix, created_row, generate_key, optional_id
 use crate::authz::{self, Action};
 use crate::caller::{as_owner, Caller};
 use crate::error;
-use crate::jsonb::Jsonb;
-use crate::key_settings::Settings;
 use crate::storage;
 use crate::verify::announce_change;
 
 sql_function!(
     /// Create an API key. The plaintext key is returned here and never again.
-    #[allow(clippy::too_many_arguments)]
     fn create_api_key(
-        org_id: default!(Option<&str>, "NULL"),
-        user_id: default!(Option<&str>, "NULL"),
-        name: default!(Option<&str>, "NULL"),
-        prefix: default!(Option<String>, "NULL"),
-        expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
-        permissions: default!(Option<Jsonb>, "NULL"),
-        metadata: default!(Option<Jsonb>, "NULL"),
-        remaining: default!(Option<i64>, "NULL"),
-        refill_amount: default!(Option<i64>, "NULL"),
-        refill_interval: default!(Option<Interval>, "NULL"),
-        rate_limit_max: default!(Option<i32>, "NULL"),
-        rate_limit_window: default!(Option<Interval>, "NULL"),
-        rate_limits: default!(Option<Jsonb>, "NULL"),
+        settings: with_settings![
+            org_id: default!(Option<&str>, "NULL"),
+            user_id: default!(Option<&str>, "NULL"),
+            name,
+            prefix: default!(Option<String>, "NULL"),
+            expires_at, permissions, metadata, remaining, refill_amount, refill_interval,
+            rate_limit_max, rate_limit_window, rate_limits,
+        ],
     ) -> NewKey {
         let caller = Caller::current();
-        #[rustfmt::skip]
-        let settings = Settings::new(name.map(str::to_string), expires_at, permissions, metadata,
-            remaining, refill_amount, refill_interval, rate_limit_max, rate_limit_window, rate_limits);
         authz::forbid_policy_fields(&caller, settings.sets_policy_field());
         settings.validate_values();
         settings.validate_pairs();

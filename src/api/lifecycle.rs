@@ -8,34 +8,24 @@ use super::{caller_and_key, created_row, generate_key};
 use crate::authz::{self, Action};
 use crate::caller::{as_owner, Caller};
 use crate::error;
-use crate::jsonb::Jsonb;
-use crate::key_settings::{self, Settings};
+use crate::key_settings;
 use crate::storage::{self, StoredKey};
 use crate::verify::now_tz;
 
 sql_function!(
     /// Change a key's settings: only the arguments given (non-NULL) change; `clear` names
     /// fields to set back to NULL. Policy fields need a trusted caller.
-    #[allow(clippy::too_many_arguments)]
     fn update_api_key(
-        key_id: Option<Uuid>,
-        name: default!(Option<&str>, "NULL"),
-        expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
-        permissions: default!(Option<Jsonb>, "NULL"),
-        metadata: default!(Option<Jsonb>, "NULL"),
-        remaining: default!(Option<i64>, "NULL"),
-        refill_amount: default!(Option<i64>, "NULL"),
-        refill_interval: default!(Option<Interval>, "NULL"),
-        rate_limit_max: default!(Option<i32>, "NULL"),
-        rate_limit_window: default!(Option<Interval>, "NULL"),
-        enabled: default!(Option<bool>, "NULL"),
-        clear: default!(Option<Vec<Option<String>>>, "NULL"),
-        rate_limits: default!(Option<Jsonb>, "NULL"),
+        given: with_settings![
+            key_id: Option<Uuid>,
+            name, expires_at, permissions, metadata, remaining, refill_amount, refill_interval,
+            rate_limit_max, rate_limit_window,
+            enabled: default!(Option<bool>, "NULL"),
+            clear: default!(Option<Vec<Option<String>>>, "NULL"),
+            rate_limits,
+        ],
     ) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
         let (caller, key_id) = caller_and_key(key_id);
-        #[rustfmt::skip]
-        let given = Settings::new(name.map(str::to_string), expires_at, permissions, metadata,
-            remaining, refill_amount, refill_interval, rate_limit_max, rate_limit_window, rate_limits);
         let clear: Vec<String> = clear.unwrap_or_default().into_iter().flatten().collect();
         key_settings::require_clearable(&clear);
         if let Some(f) = given

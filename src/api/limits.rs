@@ -1,14 +1,14 @@
 //! Limits shared by an owner's keys: `set_owner_limits` and `get_owner_limits`.
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
+use pgrx::JsonB;
 
 use super::optional_id;
 use crate::authz::{self, Action};
 use crate::caller::{as_owner, Caller};
 use crate::error;
 use crate::jsonb::Jsonb;
-use crate::key_settings::Settings;
-use crate::storage::metering::{self, NewOwnerLimits, Owner, Scope};
+use crate::storage::metering::{self, Owner, Scope};
 use crate::verify::{announce_change, now_tz};
 
 /// The owner named by exactly one of `org_id` and `user_id`; 22023 otherwise.
@@ -30,27 +30,19 @@ sql_function!(
     /// Set the limits shared by every key of an organization (or by a user's own keys),
     /// replacing any before; all NULL removes them. Trusted callers only.
     fn set_owner_limits(
-        org_id: default!(Option<&str>, "NULL"),
-        user_id: default!(Option<&str>, "NULL"),
-        remaining: default!(Option<i64>, "NULL"),
-        refill_amount: default!(Option<i64>, "NULL"),
-        refill_interval: default!(Option<Interval>, "NULL"),
-        rate_limits: default!(Option<Jsonb>, "NULL"),
+        limits: with_settings![
+            org_id: default!(Option<&str>, "NULL"),
+            user_id: default!(Option<&str>, "NULL"),
+            remaining, refill_amount, refill_interval, rate_limits,
+        ],
     ) {
         let caller = Caller::current();
         caller.require_trusted("set_owner_limits");
         let owner = one_owner(org_id, user_id);
         // The same checks as a key's settings of the same names.
-        let limits = Settings {
-            remaining,
-            refill_amount,
-            refill_interval,
-            rate_limits,
-            ..Settings::default()
-        };
         limits.validate_values();
         limits.validate_pairs();
-        if refill_amount.is_some() && remaining.is_none() {
+        if limits.refill_amount.is_some() && limits.remaining.is_none() {
             error::bad_arg(
                 "a refill needs a quota: refill_amount without remaining",
                 "Pass remaining too (e.g. remaining => 100000, refill_amount => 100000, refill_interval => '1 month').",
@@ -60,17 +52,7 @@ sql_function!(
             if owner.kind == "org" {
                 authz::require_org(owner.id);
             }
-            metering::owner_limits_set(
-                owner,
-                &NewOwnerLimits {
-                    remaining,
-                    refill_amount,
-                    refill_interval,
-                    rate_limits,
-                },
-                &caller.actor(),
-                now_tz(),
-            );
+            metering::owner_limits_set(owner, &limits, &caller.actor(), now_tz());
         });
         // Verifies of every backend learn, from this commit on, that owners have limits.
         announce_change(c"owner_limits");
@@ -84,20 +66,10 @@ sql_function!(
     fn get_owner_limits(
         org_id: default!(Option<&str>, "NULL"),
         user_id: default!(Option<&str>, "NULL"),
-    ) -> TableIterator<
-        'static,
-        (
-            name!(org_id, Option<String>),
-            name!(user_id, Option<String>),
-            name!(remaining, Option<i64>),
-            name!(refill_amount, Option<i64>),
-            name!(refill_interval, Option<Interval>),
-            name!(next_refill_at, Option<TimestampWithTimeZone>),
-            name!(rate_limits, Option<Jsonb>),
-            name!(rate_limit_state, Option<pgrx::JsonB>),
-            name!(set_at, TimestampWithTimeZone),
-        ),
-    > {
+    ) -> table![org_id: Option<String>, user_id: Option<String>, remaining: Option<i64>,
+                refill_amount: Option<i64>, refill_interval: Option<Interval>,
+                next_refill_at: Option<TimestampWithTimeZone>, rate_limits: Option<Jsonb>,
+                rate_limit_state: Option<JsonB>, set_at: TimestampWithTimeZone] {
         let caller = Caller::current();
         let owner = one_owner(org_id, user_id);
         let now = now_tz();
@@ -142,7 +114,7 @@ sql_function!(
             o.refill_interval,
             next_refill_at,
             o.rate_limits,
-            (!state.is_empty()).then_some(pgrx::JsonB(serde_json::Value::Array(state))),
+            (!state.is_empty()).then_some(JsonB(serde_json::Value::Array(state))),
             o.set_at,
         ))
     }

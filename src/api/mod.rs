@@ -28,41 +28,106 @@ use crate::storage;
 /// `search_path = pg_catalog, pg_temp`, pinned here for all of them: no object a caller
 /// creates can stand in for one the function names.
 ///
-/// `-> NewKey` is the result of `create_api_key` and `rotate_api_key`, which the contract
-/// gives the same columns; they are written here once. (pgrx reads a function's result
-/// columns from the `name!` tokens of its signature, so no type alias can carry them.)
-/// The body returns `TableIterator::once(created_row(…))`.
+/// Two forms read like the SQL they declare. (pgrx reads an argument's default and a result
+/// column's name from the tokens of the signature, `default!(…)` and `name!(…)`, so no type
+/// or helper can carry them; this macro writes those tokens before pgrx reads them.)
+/// - **Arguments** `settings: with_settings![…]`: the function's SQL arguments in the
+///   contract's order. `name: Type` is an argument as usual (one to a line). A bare name is
+///   the key setting of that name: its SQL argument is `default!(Option<T>, "NULL")` with `T`
+///   from the one list in `key_settings!`, and the body gets all of them gathered in one
+///   [`Settings`], named by the argument (`settings` here), the settings not listed `None`.
+///   The settings are named in runs, as the contract places them.
+/// - **Result** `-> table![name: Type, …]`: the columns of `RETURNS TABLE`, written as in
+///   SQL; a bare name is the key setting of that name (`Option<T>`). `-> NewKey` is the
+///   result of `create_api_key` and `rotate_api_key`, which the contract gives the same
+///   columns, written once below; the body returns `TableIterator::once(created_row(…))`.
+///
+/// A result column's type is a type's name or `Option<name>`; a typed argument's is
+/// `Option<name>`, `Option<&str>`, `Option<&[u8]>` or `default!(…)`. The rules below take
+/// them apart as tokens, one column or argument at a time (a `ty` fragment would reach pgrx
+/// as an opaque group, hiding the `default!` and `Option` it reads).
+///
+/// [`Settings`]: crate::key_settings::Settings
 macro_rules! sql_function {
-    ($(#[$($attr:tt)*])* fn $name:ident($($params:tt)*) -> NewKey $body:block) => {
-        sql_function!($(#[$($attr)*])* fn $name($($params)*) -> TableIterator<
-            'static,
-            (
-                name!(key_id, Uuid),
-                name!(key, String),
-                name!(start, String),
-                name!(prefix, String),
-                name!(org_id, Option<String>),
-                name!(user_id, Option<String>),
-                name!(name, Option<String>),
-                name!(expires_at, Option<TimestampWithTimeZone>),
-                name!(permissions, Option<Jsonb>),
-                name!(metadata, Option<Jsonb>),
-                name!(remaining, Option<i64>),
-                name!(refill_amount, Option<i64>),
-                name!(refill_interval, Option<Interval>),
-                name!(rate_limit_max, Option<i32>),
-                name!(rate_limit_window, Option<Interval>),
-                name!(created_at, TimestampWithTimeZone),
-                name!(rate_limits, Option<Jsonb>),
-            ),
-        > $body);
+    ($(#[$($attr:tt)*])* fn $name:ident $params:tt -> NewKey $body:block) => {
+        sql_function!($(#[$($attr)*])* fn $name $params -> table![
+            key_id: Uuid, key: String, start: String, prefix: String, org_id: Option<String>,
+            user_id: Option<String>, name, expires_at, permissions, metadata, remaining,
+            refill_amount, refill_interval, rate_limit_max, rate_limit_window,
+            created_at: TimestampWithTimeZone, rate_limits
+        ] $body);
     };
-    ($(#[$($attr:tt)*])* fn $name:ident($($params:tt)*) $(-> $ret:ty)? $body:block) => {
-        $(#[$($attr)*])*
-        #[allow(clippy::type_complexity)] // result columns: `name!` tokens, as said above
+    ($(#[$($attr:tt)*])* fn $name:ident $params:tt -> table![$($cols:tt)*] $body:block) => {
+        sql_function!(@columns [$(#[$($attr)*])*] $name $params [] [$($cols)*,] $body);
+    };
+    ($(#[$($attr:tt)*])* fn $name:ident $params:tt $(-> $ret:ty)? $body:block) => {
+        sql_function!(@arguments [$(#[$($attr)*])*] $name $params [$(-> $ret)?] $body);
+    };
+
+    // `-> table![…]`, a column at a time, into `name!` columns (tokens as written).
+    (@columns $attrs:tt $name:ident $params:tt [$($done:tt)*]
+        [$col:ident: Option<$ty:ident>, $($rest:tt)*] $body:block) => {
+        sql_function!(@columns $attrs $name $params [$($done)* name!($col, Option<$ty>),]
+            [$($rest)*] $body);
+    };
+    (@columns $attrs:tt $name:ident $params:tt [$($done:tt)*]
+        [$col:ident: $ty:ident, $($rest:tt)*] $body:block) => {
+        sql_function!(@columns $attrs $name $params [$($done)* name!($col, $ty),]
+            [$($rest)*] $body);
+    };
+    (@columns $attrs:tt $name:ident $params:tt [$($done:tt)*]
+        [$setting:ident, $($rest:tt)*] $body:block) => {
+        sql_function!(@columns $attrs $name $params
+            [$($done)* name!($setting, Option<crate::key_settings::types::$setting>),]
+            [$($rest)*] $body);
+    };
+    (@columns $attrs:tt $name:ident $params:tt [$($done:tt)*] [$(,)?] $body:block) => {
+        sql_function!(@arguments $attrs $name $params
+            [-> TableIterator<'static, ($($done)*)>] $body);
+    };
+
+    // `given: with_settings![…]`, an argument at a time (tokens as written).
+    (@arguments $attrs:tt $name:ident ($given:ident: with_settings![$($args:tt)*] $(,)?)
+        $ret:tt $body:block) => {
+        sql_function!(@settings $attrs $name $given [] [] [$($args)*,] $ret $body);
+    };
+    (@settings $attrs:tt $name:ident $given:ident [$($done:tt)*] [$($set:ident)*]
+        [$arg:ident: $mac:ident!$margs:tt, $($rest:tt)*] $ret:tt $body:block) => {
+        sql_function!(@settings $attrs $name $given [$($done)* $arg: $mac!$margs,] [$($set)*]
+            [$($rest)*] $ret $body);
+    };
+    (@settings $attrs:tt $name:ident $given:ident [$($done:tt)*] [$($set:ident)*]
+        [$arg:ident: Option<$ty:ident>, $($rest:tt)*] $ret:tt $body:block) => {
+        sql_function!(@settings $attrs $name $given [$($done)* $arg: Option<$ty>,] [$($set)*]
+            [$($rest)*] $ret $body);
+    };
+    (@settings $attrs:tt $name:ident $given:ident [$($done:tt)*] [$($set:ident)*]
+        [$arg:ident: Option<&$ty:tt>, $($rest:tt)*] $ret:tt $body:block) => {
+        sql_function!(@settings $attrs $name $given [$($done)* $arg: Option<&$ty>,] [$($set)*]
+            [$($rest)*] $ret $body);
+    };
+    (@settings $attrs:tt $name:ident $given:ident [$($done:tt)*] [$($set:ident)*]
+        [$setting:ident, $($rest:tt)*] $ret:tt $body:block) => {
+        sql_function!(@settings $attrs $name $given
+            [$($done)* $setting: default!(Option<crate::key_settings::types::$setting>, "NULL"),]
+            [$($set)* $setting] [$($rest)*] $ret $body);
+    };
+    (@settings $attrs:tt $name:ident $given:ident [$($done:tt)*] [$($set:ident)*] [$(,)?]
+        $ret:tt $body:block) => {
+        sql_function!(@arguments $attrs $name ($($done)*) $ret {
+            #[allow(clippy::needless_update)] // when every setting is an argument
+            let $given = crate::key_settings::Settings { $($set,)* ..Default::default() };
+            $body
+        });
+    };
+
+    (@arguments [$($attr:tt)*] $name:ident ($($params:tt)*) [$($ret:tt)*] $body:block) => {
+        $($attr)*
+        // The contract fixes the arguments and result columns, not this code.
+        #[allow(clippy::too_many_arguments, clippy::type_complexity)]
         #[pg_extern(volatile)]
         #[search_path(pg_catalog, pg_temp)]
-        fn $name($($params)*) $(-> $ret)? $body
+        fn $name($($params)*) $($ret)* $body
     };
 }
 

@@ -15,14 +15,7 @@ sql_function!(
     fn create_organization(
         id: Option<&str>,
         name: default!(Option<&str>, "NULL"),
-    ) -> TableIterator<
-        'static,
-        (
-            name!(id, String),
-            name!(name, Option<String>),
-            name!(created_at, TimestampWithTimeZone),
-        ),
-    > {
+    ) -> table![id: String, name: Option<String>, created_at: TimestampWithTimeZone] {
         let caller = Caller::current();
         membership::require_builtin_source("create_organization");
         caller.require_trusted("create_organization");
@@ -58,15 +51,8 @@ sql_function!(
         org_id: Option<&str>,
         user_id: Option<&str>,
         role: default!(Option<&str>, "'member'"),
-    ) -> TableIterator<
-        'static,
-        (
-            name!(org_id, String),
-            name!(user_id, String),
-            name!(role, String),
-            name!(created_at, TimestampWithTimeZone),
-        ),
-    > {
+    ) -> table![org_id: String, user_id: String, role: String,
+                created_at: TimestampWithTimeZone] {
         let caller = Caller::current();
         membership::require_builtin_source("add_member");
         let org_id = require_id("org_id", org_id);
@@ -149,15 +135,8 @@ sql_function!(
 
 sql_function!(
     /// The role-to-action mapping in force (customisations over the shipped defaults).
-    fn list_role_actions() -> TableIterator<
-        'static,
-        (
-            name!(role, String),
-            name!(action, String),
-            name!(allowed, bool),
-            name!(is_default, bool),
-        ),
-    > {
+    fn list_role_actions() -> table![role: String, action: String, allowed: bool,
+                                     is_default: bool] {
         TableIterator::new(as_owner(storage::role_actions_list))
     }
 );

@@ -11,6 +11,7 @@ use super::{
     JSONB, TEXT, TIMESTAMPTZ, TIMESTAMPTZ_ARRAY, UUID,
 };
 use crate::jsonb::Jsonb;
+use crate::key_settings::Settings;
 use crate::meter::{self, Micros, Quota, Refill, Spent, Unit, Window};
 use crate::rate_limits::{self, DEFAULT_NAME};
 
@@ -302,14 +303,6 @@ pub fn owner_meter_spend(
     run(&OWNER_METER_SPEND, &args, |_| ())
 }
 
-/// The limits `set_owner_limits` stores.
-pub struct NewOwnerLimits {
-    pub remaining: Option<i64>,
-    pub refill_amount: Option<i64>,
-    pub refill_interval: Option<Interval>,
-    pub rate_limits: Option<Jsonb>,
-}
-
 static OWNER_LIMITS_SET: Stmt = stmt!(
     "owner_limits_set.sql",
     [
@@ -326,10 +319,11 @@ static OWNER_LIMITS_SET: Stmt = stmt!(
 );
 static OWNER_LIMITS_DELETE: Stmt = stmt!("owner_limits_delete.sql", [TEXT, TEXT, TEXT, TEXT]);
 
-/// Replace `owner`'s limits (all `None`: remove them), with the audit row.
+/// Replace `owner`'s limits (all `None`: remove them), with the audit row: the settings
+/// an owner can have too (remaining, refill_amount, refill_interval, rate_limits).
 pub fn owner_limits_set(
     owner: Owner<'_>,
-    limits: &NewOwnerLimits,
+    limits: &Settings,
     by: &Actor<'_>,
     now: TimestampWithTimeZone,
 ) {
