@@ -15,6 +15,15 @@ fn org_keys(
     (0..n).map(|_| org_key(su, test, settings)).collect()
 }
 
+/// Set the limits shared by `<test>-org`'s keys: `limits` is set_owner_limits's named
+/// arguments after `org_id`.
+fn org_limits(su: &mut postgres::Client, test: &str, limits: &str) {
+    su.batch_execute(&format!(
+        "SELECT apikey.set_owner_limits(org_id => '{test}-org', {limits})"
+    ))
+    .unwrap();
+}
+
 fn texts(keys: &[(String, String)]) -> Vec<String> {
     keys.iter().map(|(_, k)| k.clone()).collect()
 }
@@ -42,10 +51,7 @@ fn keys_spent(su: &mut postgres::Client, keys: &[(String, String)], each: i64) -
 fn an_owner_quota_shared_by_eight_keys_admits_exactly_its_size() {
     let t = "mshared";
     let (mut su, api) = org_and_api_role(t);
-    su.batch_execute(&format!(
-        "SELECT apikey.set_owner_limits(org_id => '{t}-org', remaining => 400)"
-    ))
-    .unwrap();
+    org_limits(&mut su, t, "remaining => 400");
     let keys = org_keys(&mut su, t, "", CLIENTS);
     let counts = race_keys(&api, &texts(&keys), 1, 60, None);
     assert_eq!(counts.get("VALID"), Some(&400), "{counts:?}");
@@ -128,11 +134,11 @@ fn two_named_limits_each_admit_exactly_their_limit() {
 fn an_owner_rate_limit_over_eight_keys_admits_exactly_its_limit_and_spends_no_refused_quota() {
     let t = "mowner";
     let (mut su, api) = org_and_api_role(t);
-    su.batch_execute(&format!(
-        r#"SELECT apikey.set_owner_limits(org_id => '{t}-org',
-               rate_limits => '[{{"name": "org", "limit": 50, "window": "1 hour"}}]')"#
-    ))
-    .unwrap();
+    org_limits(
+        &mut su,
+        t,
+        r#"rate_limits => '[{"name": "org", "limit": 50, "window": "1 hour"}]'"#,
+    );
     let keys = org_keys(&mut su, t, "remaining => 1000", CLIENTS);
     let counts = race_keys(&api, &texts(&keys), 1, 20, None);
     assert_eq!(counts.get("VALID"), Some(&50), "{counts:?}");
@@ -149,10 +155,7 @@ fn an_owner_rate_limit_over_eight_keys_admits_exactly_its_limit_and_spends_no_re
 fn a_call_refused_by_its_keys_limit_spends_none_of_the_owners_quota() {
     let t = "mreverse";
     let (mut su, api) = org_and_api_role(t);
-    su.batch_execute(&format!(
-        "SELECT apikey.set_owner_limits(org_id => '{t}-org', remaining => 1000)"
-    ))
-    .unwrap();
+    org_limits(&mut su, t, "remaining => 1000");
     let keys = org_keys(
         &mut su,
         t,
@@ -173,11 +176,12 @@ fn a_call_refused_by_its_keys_limit_spends_none_of_the_owners_quota() {
 fn rate_limits_give_what_x_ratelimit_headers_need() {
     let t = "mheaders";
     let (mut su, api) = org_and_api_role(t);
-    su.batch_execute(&format!(
-        r#"SELECT apikey.set_owner_limits(org_id => '{t}-org', remaining => 100000,
-               rate_limits => '[{{"name": "org-daily", "limit": 1000, "window": "1 day"}}]')"#
-    ))
-    .unwrap();
+    org_limits(
+        &mut su,
+        t,
+        r#"remaining => 100000,
+           rate_limits => '[{"name": "org-daily", "limit": 1000, "window": "1 day"}]'"#,
+    );
     let (_, key) = org_key(
         &mut su,
         t,
