@@ -55,7 +55,10 @@ pub fn is_trusted(role: pg_sys::Oid) -> bool {
     // SAFETY: catalog lookups by oid; both raise no error for a valid role.
     let superuser = unsafe { pg_sys::superuser_arg(role) };
     superuser
-        || service_role_oid().is_some_and(|svc| unsafe { pg_sys::is_member_of_role(role, svc) })
+        || service_role_oid().is_some_and(|svc| {
+            // SAFETY: a membership check between two roles' oids; no error for valid roles.
+            unsafe { pg_sys::is_member_of_role(role, svc) }
+        })
 }
 
 /// The first gateway role (`apikey.gateway_roles`) that `role` is a member of.
@@ -66,6 +69,7 @@ fn gateway_of(role: pg_sys::Oid) -> Option<String> {
         };
         // SAFETY: missing_ok = true returns InvalidOid instead of raising.
         let gw = unsafe { pg_sys::get_role_oid(c.as_ptr(), true) };
+        // SAFETY: a membership check between two existing roles' oids.
         gw != pg_sys::InvalidOid && unsafe { pg_sys::is_member_of_role(role, gw) }
     })
 }
@@ -101,6 +105,7 @@ fn claim_identity() -> Option<String> {
     if raw.is_null() {
         return None;
     }
+    // SAFETY: a non-null C string owned by the GUC machinery, copied before any other call.
     let text = unsafe { CStr::from_ptr(raw) }.to_string_lossy();
     let claims: serde_json::Value = serde_json::from_str(&text).ok()?;
     identity_from_claim(claims.get(settings::identity_claim())?)

@@ -86,26 +86,49 @@ fn push(stack: &mut [Frame], value: Value) {
     }
 }
 
+/// The string of a string value (or of an object's key).
+///
+/// # Safety
+/// `v` is a `jbvString` value filled in by the jsonb iterator, whose bytes are valid for
+/// the call.
 unsafe fn string_of(v: &pg_sys::JsonbValue) -> String {
-    let s = v.val.string;
-    let bytes = std::slice::from_raw_parts(s.val as *const u8, s.len as usize);
+    // SAFETY: `v` is a string value (the caller's contract): `val.string` is the union
+    // field in use, and its `val`/`len` point at `len` valid bytes.
+    let bytes = unsafe {
+        let s = v.val.string;
+        std::slice::from_raw_parts(s.val as *const u8, s.len as usize)
+    };
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A numeric's text as `numeric_out` writes it: every digit, never an exponent.
+///
+/// # Safety
+/// `n` points at a valid numeric.
 unsafe fn numeric_text(n: pg_sys::Numeric) -> String {
-    let text =
-        pgrx::direct_function_call::<&std::ffi::CStr>(pg_sys::numeric_out, &[Some(Datum::from(n))]);
+    // SAFETY: numeric_out takes a valid numeric datum (the caller's contract) and returns
+    // a palloc'd C string.
+    let text = unsafe {
+        pgrx::direct_function_call::<&std::ffi::CStr>(pg_sys::numeric_out, &[Some(Datum::from(n))])
+    };
     text.map(|t| t.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
 
+/// A scalar value's structure.
+///
+/// # Safety
+/// `v` is a scalar value filled in by the jsonb iterator.
 unsafe fn scalar_of(v: &pg_sys::JsonbValue) -> Value {
-    match v.type_ {
-        pg_sys::jbvType::jbvString => Value::String(string_of(v)),
-        pg_sys::jbvType::jbvNumeric => Value::Number(numeric_text(v.val.numeric)),
-        pg_sys::jbvType::jbvBool => Value::Bool(v.val.boolean),
-        _ => Value::Null,
+    // SAFETY: each arm reads the union field that `type_` says is in use; strings and
+    // numerics point into the value the iterator walks (the caller's contract).
+    unsafe {
+        match v.type_ {
+            pg_sys::jbvType::jbvString => Value::String(string_of(v)),
+            pg_sys::jbvType::jbvNumeric => Value::Number(numeric_text(v.val.numeric)),
+            pg_sys::jbvType::jbvBool => Value::Bool(v.val.boolean),
+            _ => Value::Null,
+        }
     }
 }
 
@@ -151,11 +174,15 @@ impl FromDatum for Jsonb {
             return None;
         }
         // A copy that outlives the SPI call it was read in.
-        memory_context.switch_to(|_| {
-            Some(Jsonb(Datum::from(pg_sys::pg_detoast_datum_copy(
-                datum.cast_mut_ptr(),
-            ))))
-        })
+        // SAFETY: a non-null jsonb datum (this trait's contract), copied into a valid
+        // memory context that the caller chose.
+        unsafe {
+            memory_context.switch_to(|_| {
+                Some(Jsonb(Datum::from(pg_sys::pg_detoast_datum_copy(
+                    datum.cast_mut_ptr(),
+                ))))
+            })
+        }
     }
 }
 
@@ -176,19 +203,22 @@ pgrx::impl_sql_translatable!(Jsonb, "jsonb");
 unsafe impl<'fcx> ArgAbi<'fcx> for Jsonb {
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Jsonb {
         let index = arg.index();
-        arg.unbox_arg_using_from_datum()
+        // SAFETY: the argument is a jsonb datum (the function's declaration says so).
+        unsafe { arg.unbox_arg_using_from_datum() }
             .unwrap_or_else(|| panic!("argument {index} must not be null"))
     }
 
     unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Jsonb> {
-        arg.unbox_arg_using_from_datum().into()
+        // SAFETY: the argument is a jsonb datum or NULL (the function's declaration).
+        unsafe { arg.unbox_arg_using_from_datum() }.into()
     }
 }
 
 // SAFETY: the datum returned is a valid jsonb datum, as every `Jsonb` holds.
 unsafe impl BoxRet for Jsonb {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
-        fcinfo.return_raw_datum(self.0)
+        // SAFETY: a valid jsonb datum, as every `Jsonb` holds, for a jsonb result.
+        unsafe { fcinfo.return_raw_datum(self.0) }
     }
 }
 

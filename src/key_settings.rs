@@ -5,20 +5,29 @@
 //! `apikey.key_info`), its type, and whether it is a policy field (it grants power or
 //! spends money, so only trusted callers set it). From that one list come the
 //! [`Settings`] struct that create, update, rotate and the audit trail share, the list
-//! of field names ([`FIELDS`]), the type of each SQL argument and result column that is a
-//! setting ([`types`]), what `update_api_key` was given, the merge of given, cleared and
-//! stored values, and the reading of a stored row by column name. Adding a setting is one
-//! line there, its checks in [`Settings::validate_values`] or
-//! [`Settings::validate_pairs`], its column in the SQL, and its bare name where the
-//! contract places it among a function's arguments or result columns (`with_settings![…]`,
-//! `table![…]` and the `NewKey` row, `src/api/`).
+//! of field names ([`FIELDS`]), what `update_api_key` was given, the merge of given,
+//! cleared and stored values, and the reading of a stored row by column name
+//! ([`Columns`]). Adding a setting is one line there, its checks in
+//! [`Settings::validate_values`] or [`Settings::validate_pairs`], its column in the SQL,
+//! and its argument (`name: default!(Option<T>, "NULL")`) in each `#[pg_extern]` of
+//! `src/api/` where the contract places it, with the field in that function's
+//! `Settings { … }` literal: a missing field or a wrong type is a compile error.
+//!
+//! This module depends on nothing of pg_apikey's but [`crate::backend`], [`crate::error`]
+//! and the value types ([`crate::jsonb`], [`crate::permissions`], [`crate::rate_limits`]).
 use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
-use pgrx::pg_sys;
-use pgrx::spi::SpiHeapTupleData;
+use pgrx::{pg_sys, FromDatum, IntoDatum};
 
+use crate::backend::now_tz;
 use crate::error;
 use crate::jsonb::Jsonb;
-use crate::verify::now_tz;
+
+/// A stored row, read by column name: how a key's settings are read from storage
+/// (implemented there, for a row of a statement's result).
+pub trait Columns {
+    /// The value of column `name`; `None` when it is NULL.
+    fn column<T: FromDatum + IntoDatum>(&self, name: &str) -> Option<T>;
+}
 
 /// `N` parameter types: `head`, then the settings' ([`ARG_TYPES`]), then `tail`.
 pub const fn with_settings<const N: usize>(
@@ -90,14 +99,6 @@ macro_rules! key_settings {
         /// The settings' SQL types, in [`FIELDS`] order (the statements' parameters).
         pub const ARG_TYPES: [pg_sys::Oid; FIELDS.len()] = [$(pg_sys::$oid),*];
 
-        /// Each setting's type, under the setting's name: the type `sql_function!` gives an
-        /// argument or result column written as a bare setting name (as `Option<T>`).
-        #[allow(non_camel_case_types)]
-        pub mod types {
-            use super::*;
-            $(pub type $name = $ty;)*
-        }
-
         impl Settings {
             /// The names of the settings that have a value.
             pub fn given(&self) -> Vec<&'static str> {
@@ -117,9 +118,9 @@ macro_rules! key_settings {
             }
 
             /// The settings of a row that has a column of each setting's name.
-            pub fn from_row(row: &SpiHeapTupleData<'_>) -> Settings {
+            pub fn from_columns(row: &impl Columns) -> Settings {
                 Settings {
-                    $($name: crate::storage::col(row, stringify!($name)),)*
+                    $($name: row.column(stringify!($name)),)*
                 }
             }
 

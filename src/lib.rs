@@ -1,11 +1,16 @@
 //! pg_apikey: API keys as a native part of PostgreSQL.
 //!
 //! The modules follow one concern each:
-//! - [`key_settings`]: a key's settings, defined once (names, policy fields, merge).
+//! - [`backend`]: the backend's clock and transaction state, timestamp arithmetic, and safe
+//!   wrappers of the catalog lookups and relcache invalidations: the one low-level module
+//!   every other may import.
+//! - [`key_settings`]: a key's settings, defined once (names, types, policy fields, merge).
 //! - [`keymat`]: key material — format, CSPRNG secret, CRC32 checksum, SHA-256 digest.
 //! - [`jsonb`]: jsonb values kept exactly (datums, never text), and their shapes.
 //! - [`permissions`]: the shape of `permissions` JSON and the AND check.
-//! - [`meter`]: what one call does to the quotas and rate limits that apply (pure rules).
+//! - [`owner`]: the owner of keys and of shared limits ([`owner::OwnerKind`]: org or user).
+//! - [`meter`]: what one call does to the quotas and rate limits that apply (pure rules),
+//!   and how their state is shown ([`meter::report`]).
 //! - [`rate_limits`]: the `rate_limits` list of named limits, checked.
 //! - [`settings`]: the `apikey.*` configuration parameters (all SUSET).
 //! - [`error`]: errors with the contract's SQLSTATEs, a `pg_apikey:` message and a hint.
@@ -14,12 +19,18 @@
 //! - [`storage`]: every SQL statement the extension runs, as cached prepared plans.
 //! - [`membership`]: organizations, members and the role-to-action mapping.
 //! - [`verify`]: `verify_api_key`, the hot path: one index probe, no SQL on the way.
-//! - [`api`]: the other SQL-facing functions of the contract, each declared with
-//!   `sql_function!` (volatile, `search_path` pinned).
+//! - [`api`]: the other SQL-facing functions of the contract, each a plain `#[pg_extern]`.
+//!
+//! Unsafe code: every `unsafe` block says why it is sound in a `// SAFETY:` comment, and
+//! every `unsafe fn` has a `# Safety` section (clippy's `undocumented_unsafe_blocks` and
+//! `missing_safety_doc` are errors in the lint step); an unsafe operation inside an
+//! `unsafe fn` needs its own block (`unsafe_op_in_unsafe_fn`, denied below).
+#![deny(unsafe_op_in_unsafe_fn)]
 use pgrx::prelude::*;
 
 pub mod api;
 pub mod authz;
+pub mod backend;
 pub mod caller;
 pub mod error;
 pub mod jsonb;
@@ -27,6 +38,7 @@ pub mod key_settings;
 pub mod keymat;
 pub mod membership;
 pub mod meter;
+pub mod owner;
 pub mod permissions;
 pub mod rate_limits;
 pub mod settings;

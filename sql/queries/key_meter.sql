@@ -2,7 +2,7 @@
 -- the refill comes, each window's count and end, and when a default window that starts
 -- now would end (the named limits' are worked out from their list in
 -- src/storage/metering.rs). No row: the key is gone or revoked.
--- The locking variant appends FOR NO KEY UPDATE (src/storage/meter.rs).
+-- The locking variant appends FOR NO KEY UPDATE (stmt!(locked …), src/storage/metering.rs).
 SELECT k.remaining, k.refill_amount,
        coalesce(k.last_refill_at, k.created_at) + k.refill_interval AS refill_at,
        k.rate_limit_max, k.rate_window_count, k.rate_window_reset_at,

@@ -1,5 +1,5 @@
 //! Creating, listing, reading, revoking and deleting keys.
-use pgrx::datum::TimestampWithTimeZone;
+use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::Uuid;
 use serde_json::json;
@@ -8,140 +8,181 @@ use super::{caller_and_key, check_prefix, created_row, generate_key, optional_id
 use crate::authz::{self, Action};
 use crate::caller::{as_owner, Caller};
 use crate::error;
+use crate::jsonb::Jsonb;
+use crate::key_settings::Settings;
 use crate::storage;
 use crate::verify::announce_change;
 
-sql_function!(
-    /// Create an API key. The plaintext key is returned here and never again.
-    fn create_api_key(
-        settings: with_settings![
-            org_id: default!(Option<&str>, "NULL"),
-            user_id: default!(Option<&str>, "NULL"),
-            name,
-            prefix: default!(Option<String>, "NULL"),
-            expires_at, permissions, metadata, remaining, refill_amount, refill_interval,
-            rate_limit_max, rate_limit_window, rate_limits,
-        ],
-    ) -> NewKey {
-        let caller = Caller::current();
-        authz::forbid_policy_fields(&caller, settings.sets_policy_field());
-        settings.validate_values();
-        settings.validate_pairs();
-        let prefix = check_prefix(prefix);
-        let org_id = optional_id("org_id", org_id);
-        let user_id = optional_id("user_id", user_id);
+/// Create an API key. The plaintext key is returned here and never again.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)] // the contract's signature
+fn create_api_key(
+    org_id: default!(Option<&str>, "NULL"),
+    user_id: default!(Option<&str>, "NULL"),
+    name: default!(Option<String>, "NULL"),
+    prefix: default!(Option<String>, "NULL"),
+    expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+    permissions: default!(Option<Jsonb>, "NULL"),
+    metadata: default!(Option<Jsonb>, "NULL"),
+    remaining: default!(Option<i64>, "NULL"),
+    refill_amount: default!(Option<i64>, "NULL"),
+    refill_interval: default!(Option<Interval>, "NULL"),
+    rate_limit_max: default!(Option<i32>, "NULL"),
+    rate_limit_window: default!(Option<Interval>, "NULL"),
+    rate_limits: default!(Option<Jsonb>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(key_id, Uuid),
+        name!(key, String),
+        name!(start, String),
+        name!(prefix, String),
+        name!(org_id, Option<String>),
+        name!(user_id, Option<String>),
+        name!(name, Option<String>),
+        name!(expires_at, Option<TimestampWithTimeZone>),
+        name!(permissions, Option<Jsonb>),
+        name!(metadata, Option<Jsonb>),
+        name!(remaining, Option<i64>),
+        name!(refill_amount, Option<i64>),
+        name!(refill_interval, Option<Interval>),
+        name!(rate_limit_max, Option<i32>),
+        name!(rate_limit_window, Option<Interval>),
+        name!(created_at, TimestampWithTimeZone),
+        name!(rate_limits, Option<Jsonb>),
+    ),
+> {
+    let settings = Settings {
+        name,
+        expires_at,
+        permissions,
+        metadata,
+        remaining,
+        refill_amount,
+        refill_interval,
+        rate_limit_max,
+        rate_limit_window,
+        rate_limits,
+    };
+    let caller = Caller::current();
+    authz::forbid_policy_fields(&caller, settings.sets_policy_field());
+    settings.validate_values();
+    settings.validate_pairs();
+    let prefix = check_prefix(prefix);
+    let org_id = optional_id("org_id", org_id);
+    let user_id = optional_id("user_id", user_id);
 
-        // Ownership: who the key belongs to, decided before anything is written.
-        let owner_user = authz::key_owner(&caller, org_id, user_id);
+    // Ownership: who the key belongs to, decided before anything is written.
+    let owner_user = authz::key_owner(&caller, org_id, user_id);
 
-        let made = generate_key(&prefix);
+    let made = generate_key(&prefix);
 
-        let (key_id, created_at) = as_owner(|| {
-            if let Some(org) = org_id {
-                authz::authorize_org_key_creation(&caller, org);
-            }
-            storage::key_insert(storage::NewKeyRow {
-                digest: &made.digest,
-                prefix: &prefix,
-                start: &made.start,
-                org_id,
-                user_id: owner_user.as_deref(),
-                settings: &settings,
-                created_by: caller.actor(),
-            })
-        });
-
-        TableIterator::once(created_row(
-            made,
-            storage::CreatedKey {
-                key_id,
-                prefix,
-                org_id: org_id.map(str::to_string),
-                user_id: owner_user,
-                settings,
-                created_at,
-            },
-        ))
-    }
-);
-
-sql_function!(
-    /// List keys' public fields (never a secret or digest).
-    fn list_api_keys(
-        org_id: default!(Option<&str>, "NULL"),
-        user_id: default!(Option<&str>, "NULL"),
-    ) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
-        let caller = Caller::current();
-        let org_id = optional_id("org_id", org_id);
-        let user_id = optional_id("user_id", user_id);
-        let rows = as_owner(|| match authz::key_listing(&caller, org_id, user_id) {
-            authz::KeyListing::Org(org, user) => storage::keys_of_org(org, user),
-            authz::KeyListing::All => storage::keys_all(),
-            authz::KeyListing::User(user) => storage::keys_of_user(user),
-        });
-        SetOfIterator::new(rows.into_iter().map(|r| r.info))
-    }
-);
-
-sql_function!(
-    /// One key's public fields; P0002 when it does not exist or the caller may not read it.
-    fn get_api_key(
-        key_id: Option<Uuid>,
-    ) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
-        let (caller, key_id) = caller_and_key(key_id);
-        let row = as_owner(|| authz::authorize_key(&caller, key_id, Action::Read));
-        SetOfIterator::once(row.info)
-    }
-);
-
-sql_function!(
-    /// Revoke a key: verify answers KEY_NOT_FOUND from now on; the row stays for history.
-    fn revoke_api_key(
-        key_id: Option<Uuid>,
-    ) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
-        let (caller, key_id) = caller_and_key(key_id);
-        let row = as_owner(|| {
-            let before = authz::authorize_key(&caller, key_id, Action::Delete);
-            let row = storage::key_revoke(key_id, &caller.actor());
-            if !before.revoked {
-                storage::audit_key("key_revoked", key_id, &caller.actor(), json!({}));
-            }
-            row
-        });
-        // It may have been the last imported key in use.
-        announce_change(c"keys");
-        match row {
-            Some(row) => SetOfIterator::once(row.info),
-            None => error::key_not_found(),
+    let (key_id, created_at) = as_owner(|| {
+        if let Some(org) = org_id {
+            authz::authorize_org_key_creation(&caller, org);
         }
-    }
-);
-
-sql_function!(
-    /// Delete a key for good.
-    fn delete_api_key(key_id: Option<Uuid>) {
-        let (caller, key_id) = caller_and_key(key_id);
-        as_owner(|| {
-            authz::authorize_key(&caller, key_id, Action::Delete);
-            if !storage::key_delete(key_id, &caller.actor()) {
-                error::key_not_found();
-            }
-        });
-        announce_change(c"keys");
-    }
-);
-
-sql_function!(
-    /// Delete every expired key the caller may delete; returns how many.
-    fn delete_expired_api_keys() -> i64 {
-        let caller = Caller::current();
-        as_owner(|| match authz::expired_scope(&caller) {
-            authz::ExpiredScope::All => {
-                storage::delete_expired(true, None, Vec::new(), &caller.actor())
-            }
-            authz::ExpiredScope::Own { identity, orgs } => {
-                storage::delete_expired(false, Some(identity), orgs, &caller.actor())
-            }
+        storage::key_insert(storage::NewKeyRow {
+            digest: &made.digest,
+            prefix: &prefix,
+            start: &made.start,
+            org_id,
+            user_id: owner_user.as_deref(),
+            settings: &settings,
+            created_by: caller.actor(),
         })
+    });
+
+    TableIterator::once(created_row(
+        made,
+        storage::CreatedKey {
+            key_id,
+            prefix,
+            org_id: org_id.map(str::to_string),
+            user_id: owner_user,
+            settings,
+            created_at,
+        },
+    ))
+}
+
+/// List keys' public fields (never a secret or digest).
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn list_api_keys(
+    org_id: default!(Option<&str>, "NULL"),
+    user_id: default!(Option<&str>, "NULL"),
+) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
+    let caller = Caller::current();
+    let org_id = optional_id("org_id", org_id);
+    let user_id = optional_id("user_id", user_id);
+    let rows = as_owner(|| match authz::key_listing(&caller, org_id, user_id) {
+        authz::KeyListing::Org(org, user) => storage::keys_of_org(org, user),
+        authz::KeyListing::All => storage::keys_all(),
+        authz::KeyListing::User(user) => storage::keys_of_user(user),
+    });
+    SetOfIterator::new(rows.into_iter().map(|r| r.info))
+}
+
+/// One key's public fields; P0002 when it does not exist or the caller may not read it.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn get_api_key(
+    key_id: Option<Uuid>,
+) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
+    let (caller, key_id) = caller_and_key(key_id);
+    let row = as_owner(|| authz::authorize_key(&caller, key_id, Action::Read));
+    SetOfIterator::once(row.info)
+}
+
+/// Revoke a key: verify answers KEY_NOT_FOUND from now on; the row stays for history.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn revoke_api_key(
+    key_id: Option<Uuid>,
+) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
+    let (caller, key_id) = caller_and_key(key_id);
+    let row = as_owner(|| {
+        let before = authz::authorize_key(&caller, key_id, Action::Delete);
+        let row = storage::key_revoke(key_id, &caller.actor());
+        if !before.revoked {
+            storage::audit_key("key_revoked", key_id, &caller.actor(), json!({}));
+        }
+        row
+    });
+    // It may have been the last imported key in use.
+    announce_change(c"keys");
+    match row {
+        Some(row) => SetOfIterator::once(row.info),
+        None => error::key_not_found(),
     }
-);
+}
+
+/// Delete a key for good.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn delete_api_key(key_id: Option<Uuid>) {
+    let (caller, key_id) = caller_and_key(key_id);
+    as_owner(|| {
+        authz::authorize_key(&caller, key_id, Action::Delete);
+        if !storage::key_delete(key_id, &caller.actor()) {
+            error::key_not_found();
+        }
+    });
+    announce_change(c"keys");
+}
+
+/// Delete every expired key the caller may delete; returns how many.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn delete_expired_api_keys() -> i64 {
+    let caller = Caller::current();
+    as_owner(|| match authz::expired_scope(&caller) {
+        authz::ExpiredScope::All => {
+            storage::delete_expired(true, None, Vec::new(), &caller.actor())
+        }
+        authz::ExpiredScope::Own { identity, orgs } => {
+            storage::delete_expired(false, Some(identity), orgs, &caller.actor())
+        }
+    })
+}

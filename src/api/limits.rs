@@ -5,11 +5,15 @@ use pgrx::JsonB;
 
 use super::optional_id;
 use crate::authz::{self, Action};
+use crate::backend::{micros, now_tz, plus, timestamp};
 use crate::caller::{as_owner, Caller};
 use crate::error;
 use crate::jsonb::Jsonb;
-use crate::storage::metering::{self, Owner, Scope};
-use crate::verify::{announce_change, now_tz};
+use crate::key_settings::Settings;
+use crate::meter::report::{describe, Scope};
+use crate::owner::{Owner, OwnerKind};
+use crate::storage::metering;
+use crate::verify::announce_change;
 
 /// The owner named by exactly one of `org_id` and `user_id`; 22023 otherwise.
 fn one_owner<'a>(org_id: Option<&'a str>, user_id: Option<&'a str>) -> Owner<'a> {
@@ -26,96 +30,116 @@ fn one_owner<'a>(org_id: Option<&'a str>, user_id: Option<&'a str>) -> Owner<'a>
     }
 }
 
-sql_function!(
-    /// Set the limits shared by every key of an organization (or by a user's own keys),
-    /// replacing any before; all NULL removes them. Trusted callers only.
-    fn set_owner_limits(
-        limits: with_settings![
-            org_id: default!(Option<&str>, "NULL"),
-            user_id: default!(Option<&str>, "NULL"),
-            remaining, refill_amount, refill_interval, rate_limits,
-        ],
-    ) {
-        let caller = Caller::current();
-        caller.require_trusted("set_owner_limits");
-        let owner = one_owner(org_id, user_id);
-        // The same checks as a key's settings of the same names.
-        limits.validate_values();
-        limits.validate_pairs();
-        if limits.refill_amount.is_some() && limits.remaining.is_none() {
-            error::bad_arg(
-                "a refill needs a quota: refill_amount without remaining",
-                "Pass remaining too (e.g. remaining => 100000, refill_amount => 100000, refill_interval => '1 month').",
+/// Set the limits shared by every key of an organization (or by a user's own keys),
+/// replacing any before; all NULL removes them. Trusted callers only.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn set_owner_limits(
+    org_id: default!(Option<&str>, "NULL"),
+    user_id: default!(Option<&str>, "NULL"),
+    remaining: default!(Option<i64>, "NULL"),
+    refill_amount: default!(Option<i64>, "NULL"),
+    refill_interval: default!(Option<Interval>, "NULL"),
+    rate_limits: default!(Option<Jsonb>, "NULL"),
+) {
+    // The settings an owner can have too, checked as a key's of the same names.
+    let limits = Settings {
+        remaining,
+        refill_amount,
+        refill_interval,
+        rate_limits,
+        ..Settings::default()
+    };
+    let caller = Caller::current();
+    caller.require_trusted("set_owner_limits");
+    let owner = one_owner(org_id, user_id);
+    // The same checks as a key's settings of the same names.
+    limits.validate_values();
+    limits.validate_pairs();
+    if limits.refill_amount.is_some() && limits.remaining.is_none() {
+        error::bad_arg(
+            "a refill needs a quota: refill_amount without remaining",
+            "Pass remaining too (e.g. remaining => 100000, refill_amount => 100000, refill_interval => '1 month').",
+        );
+    }
+    as_owner(|| {
+        if owner.kind == OwnerKind::Org {
+            authz::require_org(owner.id);
+        }
+        metering::owner_limits_set(owner, &limits, &caller.actor(), now_tz());
+    });
+    // Verifies of every backend learn, from this commit on, that owners have limits.
+    announce_change(c"owner_limits");
+}
+
+/// The limits shared by an owner's keys and their state now: trusted callers, members
+/// whose role allows `read` in the organization, and a user for its own limits; anyone
+/// else gets P0002. No row: the owner has no limits.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::type_complexity)] // the contract's result columns
+fn get_owner_limits(
+    org_id: default!(Option<&str>, "NULL"),
+    user_id: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(org_id, Option<String>),
+        name!(user_id, Option<String>),
+        name!(remaining, Option<i64>),
+        name!(refill_amount, Option<i64>),
+        name!(refill_interval, Option<Interval>),
+        name!(next_refill_at, Option<TimestampWithTimeZone>),
+        name!(rate_limits, Option<Jsonb>),
+        name!(rate_limit_state, Option<JsonB>),
+        name!(set_at, TimestampWithTimeZone),
+    ),
+> {
+    let caller = Caller::current();
+    let owner = one_owner(org_id, user_id);
+    let now = now_tz();
+    let found = as_owner(|| {
+        let visible = match owner.kind {
+            _ if caller.trusted => true,
+            OwnerKind::Org => authz::caller_may(&caller, owner.id, Action::Read),
+            OwnerKind::User => caller.identity.as_deref() == Some(owner.id),
+        };
+        if !visible {
+            error::not_found(
+                format!("no limits visible for {} \"{}\"", owner.kind, owner.id),
+                "Trusted callers, and members whose role allows read, see an organization's limits; a user sees its own.",
             );
         }
-        as_owner(|| {
-            if owner.kind == "org" {
-                authz::require_org(owner.id);
-            }
-            metering::owner_limits_set(owner, &limits, &caller.actor(), now_tz());
-        });
-        // Verifies of every backend learn, from this commit on, that owners have limits.
-        announce_change(c"owner_limits");
-    }
-);
-
-sql_function!(
-    /// The limits shared by an owner's keys and their state now: trusted callers, members
-    /// whose role allows `read` in the organization, and a user for its own limits; anyone
-    /// else gets P0002. No row: the owner has no limits.
-    fn get_owner_limits(
-        org_id: default!(Option<&str>, "NULL"),
-        user_id: default!(Option<&str>, "NULL"),
-    ) -> table![org_id: Option<String>, user_id: Option<String>, remaining: Option<i64>,
-                refill_amount: Option<i64>, refill_interval: Option<Interval>,
-                next_refill_at: Option<TimestampWithTimeZone>, rate_limits: Option<Jsonb>,
-                rate_limit_state: Option<JsonB>, set_at: TimestampWithTimeZone] {
-        let caller = Caller::current();
-        let owner = one_owner(org_id, user_id);
-        let now = now_tz();
-        let found = as_owner(|| {
-            let visible = match owner.kind {
-                _ if caller.trusted => true,
-                "org" => authz::caller_may(&caller, owner.id, Action::Read),
-                _ => caller.identity.as_deref() == Some(owner.id),
-            };
-            if !visible {
-                error::not_found(
-                    format!("no limits visible for {} \"{}\"", owner.kind, owner.id),
-                    "Trusted callers, and members whose role allows read, see an organization's limits; a user sees its own.",
-                );
-            }
-            if caller.trusted && owner.kind == "org" {
-                authz::require_org(owner.id);
-            }
-            metering::owner_meter(owner, now, false)
-        });
-        let Some(o) = found else {
-            return TableIterator::new(Vec::new());
-        };
-        let now_us = metering::micros(now);
-        let quota = o.metered.limits.quota;
-        let next_refill_at = match (quota.and_then(|q| q.refill), o.refill_interval) {
-            (Some(r), _) if r.at > now_us => Some(metering::timestamp(r.at)),
-            // Due: the next call refills, and the period after it starts then.
-            (Some(_), Some(iv)) => Some(metering::plus(now, iv)),
-            _ => None,
-        };
-        let state = metering::describe(now_us, Scope::Owner, &o.metered, &o.metered.limits.windows);
-        let (org, user) = match owner.kind {
-            "org" => (Some(owner.id.to_string()), None),
-            _ => (None, Some(owner.id.to_string())),
-        };
-        TableIterator::once((
-            org,
-            user,
-            quota.map(|q| q.left(now_us)),
-            o.refill_amount,
-            o.refill_interval,
-            next_refill_at,
-            o.rate_limits,
-            (!state.is_empty()).then_some(JsonB(serde_json::Value::Array(state))),
-            o.set_at,
-        ))
-    }
-);
+        if caller.trusted && owner.kind == OwnerKind::Org {
+            authz::require_org(owner.id);
+        }
+        metering::owner_meter(owner, now, false)
+    });
+    let Some(o) = found else {
+        return TableIterator::new(Vec::new());
+    };
+    let now_us = micros(now);
+    let quota = o.metered.limits.quota;
+    let next_refill_at = match (quota.and_then(|q| q.refill), o.refill_interval) {
+        (Some(r), _) if r.at > now_us => Some(timestamp(r.at)),
+        // Due: the next call refills, and the period after it starts then.
+        (Some(_), Some(iv)) => Some(plus(now, iv)),
+        _ => None,
+    };
+    let state = describe(now_us, Scope::Owner, &o.metered, &o.metered.limits.windows);
+    let (org, user) = match owner.kind {
+        OwnerKind::Org => (Some(owner.id.to_string()), None),
+        OwnerKind::User => (None, Some(owner.id.to_string())),
+    };
+    TableIterator::once((
+        org,
+        user,
+        quota.map(|q| q.left(now_us)),
+        o.refill_amount,
+        o.refill_interval,
+        next_refill_at,
+        o.rate_limits,
+        (!state.is_empty()).then_some(JsonB(serde_json::Value::Array(state))),
+        o.set_at,
+    ))
+}

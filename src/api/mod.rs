@@ -4,11 +4,19 @@
 //! an owner's keys; [`import`] keys made by another system; [`audit`] the audit trail.
 //! (`verify_api_key` is [`crate::verify`].)
 //!
-//! Each one: (1) decides on the calling role ([`Caller::current`]); (2) checks the
+//! Each one is a plain `#[pg_extern]` whose signature is the contract's: arguments with
+//! `default!(…)`, result columns with `name!(…)` in a `TableIterator` (the pg_regress file
+//! `contract.sql` pins every signature). Each is `volatile` (but `current_identity`,
+//! `stable`) and runs with `#[search_path(pg_catalog, pg_temp)]`: no object a caller
+//! creates can stand in for one the function names. A key's settings arrive as separate
+//! arguments and are gathered into a [`Settings`] struct literal in the body, so that an
+//! argument of the wrong type is a compile error.
+//!
+//! Each function: (1) decides on the calling role ([`Caller::current`]); (2) checks the
 //! arguments; (3) inside [`as_owner`], asks [`crate::authz`] whether the caller may, and
-//! only then reads or writes through [`crate::storage`]. Every function pins
-//! `search_path` to `pg_catalog, pg_temp`: each is declared with `sql_function!` below
-//! (`current_identity`, the one STABLE function, declares the same by hand).
+//! only then reads or writes through [`crate::storage`].
+//!
+//! [`Settings`]: crate::key_settings::Settings
 //!
 //! [`Caller::current`]: crate::caller::Caller::current
 //! [`as_owner`]: crate::caller::as_owner
@@ -22,114 +30,6 @@ use crate::jsonb::Jsonb;
 use crate::keymat;
 use crate::settings;
 use crate::storage;
-
-/// Declares a function of the SQL API; write the function inside, as usual:
-/// `sql_function!(/// doc  fn name(…) -> … { … });`. Each one is `volatile` and runs with
-/// `search_path = pg_catalog, pg_temp`, pinned here for all of them: no object a caller
-/// creates can stand in for one the function names.
-///
-/// Two forms read like the SQL they declare. (pgrx reads an argument's default and a result
-/// column's name from the tokens of the signature, `default!(…)` and `name!(…)`, so no type
-/// or helper can carry them; this macro writes those tokens before pgrx reads them.)
-/// - **Arguments** `settings: with_settings![…]`: the function's SQL arguments in the
-///   contract's order. `name: Type` is an argument as usual (one to a line). A bare name is
-///   the key setting of that name: its SQL argument is `default!(Option<T>, "NULL")` with `T`
-///   from the one list in `key_settings!`, and the body gets all of them gathered in one
-///   [`Settings`], named by the argument (`settings` here), the settings not listed `None`.
-///   The settings are named in runs, as the contract places them.
-/// - **Result** `-> table![name: Type, …]`: the columns of `RETURNS TABLE`, written as in
-///   SQL; a bare name is the key setting of that name (`Option<T>`). `-> NewKey` is the
-///   result of `create_api_key` and `rotate_api_key`, which the contract gives the same
-///   columns, written once below; the body returns `TableIterator::once(created_row(…))`.
-///
-/// A result column's type is a type's name or `Option<name>`; a typed argument's is
-/// `Option<name>`, `Option<&str>`, `Option<&[u8]>` or `default!(…)`. The rules below take
-/// them apart as tokens, one column or argument at a time (a `ty` fragment would reach pgrx
-/// as an opaque group, hiding the `default!` and `Option` it reads).
-///
-/// [`Settings`]: crate::key_settings::Settings
-macro_rules! sql_function {
-    ($(#[$($attr:tt)*])* fn $name:ident $params:tt -> NewKey $body:block) => {
-        sql_function!($(#[$($attr)*])* fn $name $params -> table![
-            key_id: Uuid, key: String, start: String, prefix: String, org_id: Option<String>,
-            user_id: Option<String>, name, expires_at, permissions, metadata, remaining,
-            refill_amount, refill_interval, rate_limit_max, rate_limit_window,
-            created_at: TimestampWithTimeZone, rate_limits
-        ] $body);
-    };
-    ($(#[$($attr:tt)*])* fn $name:ident $params:tt -> table![$($cols:tt)*] $body:block) => {
-        sql_function!(@columns [$(#[$($attr)*])*] $name $params [] [$($cols)*,] $body);
-    };
-    ($(#[$($attr:tt)*])* fn $name:ident $params:tt $(-> $ret:ty)? $body:block) => {
-        sql_function!(@arguments [$(#[$($attr)*])*] $name $params [$(-> $ret)?] $body);
-    };
-
-    // `-> table![…]`, a column at a time, into `name!` columns (tokens as written).
-    (@columns $attrs:tt $name:ident $params:tt [$($done:tt)*]
-        [$col:ident: Option<$ty:ident>, $($rest:tt)*] $body:block) => {
-        sql_function!(@columns $attrs $name $params [$($done)* name!($col, Option<$ty>),]
-            [$($rest)*] $body);
-    };
-    (@columns $attrs:tt $name:ident $params:tt [$($done:tt)*]
-        [$col:ident: $ty:ident, $($rest:tt)*] $body:block) => {
-        sql_function!(@columns $attrs $name $params [$($done)* name!($col, $ty),]
-            [$($rest)*] $body);
-    };
-    (@columns $attrs:tt $name:ident $params:tt [$($done:tt)*]
-        [$setting:ident, $($rest:tt)*] $body:block) => {
-        sql_function!(@columns $attrs $name $params
-            [$($done)* name!($setting, Option<crate::key_settings::types::$setting>),]
-            [$($rest)*] $body);
-    };
-    (@columns $attrs:tt $name:ident $params:tt [$($done:tt)*] [$(,)?] $body:block) => {
-        sql_function!(@arguments $attrs $name $params
-            [-> TableIterator<'static, ($($done)*)>] $body);
-    };
-
-    // `given: with_settings![…]`, an argument at a time (tokens as written).
-    (@arguments $attrs:tt $name:ident ($given:ident: with_settings![$($args:tt)*] $(,)?)
-        $ret:tt $body:block) => {
-        sql_function!(@settings $attrs $name $given [] [] [$($args)*,] $ret $body);
-    };
-    (@settings $attrs:tt $name:ident $given:ident [$($done:tt)*] [$($set:ident)*]
-        [$arg:ident: $mac:ident!$margs:tt, $($rest:tt)*] $ret:tt $body:block) => {
-        sql_function!(@settings $attrs $name $given [$($done)* $arg: $mac!$margs,] [$($set)*]
-            [$($rest)*] $ret $body);
-    };
-    (@settings $attrs:tt $name:ident $given:ident [$($done:tt)*] [$($set:ident)*]
-        [$arg:ident: Option<$ty:ident>, $($rest:tt)*] $ret:tt $body:block) => {
-        sql_function!(@settings $attrs $name $given [$($done)* $arg: Option<$ty>,] [$($set)*]
-            [$($rest)*] $ret $body);
-    };
-    (@settings $attrs:tt $name:ident $given:ident [$($done:tt)*] [$($set:ident)*]
-        [$arg:ident: Option<&$ty:tt>, $($rest:tt)*] $ret:tt $body:block) => {
-        sql_function!(@settings $attrs $name $given [$($done)* $arg: Option<&$ty>,] [$($set)*]
-            [$($rest)*] $ret $body);
-    };
-    (@settings $attrs:tt $name:ident $given:ident [$($done:tt)*] [$($set:ident)*]
-        [$setting:ident, $($rest:tt)*] $ret:tt $body:block) => {
-        sql_function!(@settings $attrs $name $given
-            [$($done)* $setting: default!(Option<crate::key_settings::types::$setting>, "NULL"),]
-            [$($set)* $setting] [$($rest)*] $ret $body);
-    };
-    (@settings $attrs:tt $name:ident $given:ident [$($done:tt)*] [$($set:ident)*] [$(,)?]
-        $ret:tt $body:block) => {
-        sql_function!(@arguments $attrs $name ($($done)*) $ret {
-            #[allow(clippy::needless_update)] // when every setting is an argument
-            let $given = crate::key_settings::Settings { $($set,)* ..Default::default() };
-            $body
-        });
-    };
-
-    (@arguments [$($attr:tt)*] $name:ident ($($params:tt)*) [$($ret:tt)*] $body:block) => {
-        $($attr)*
-        // The contract fixes the arguments and result columns, not this code.
-        #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-        #[pg_extern(volatile)]
-        #[search_path(pg_catalog, pg_temp)]
-        fn $name($($params)*) $($ret)* $body
-    };
-}
 
 mod audit;
 mod import;
@@ -181,8 +81,8 @@ pub(crate) fn caller_and_key(key_id: Option<Uuid>) -> (Caller, Uuid) {
     (caller, key_id)
 }
 
-/// The row `create_api_key` and `rotate_api_key` return (`-> NewKey` above): the only
-/// time a key's plaintext leaves the database.
+/// The row `create_api_key` and `rotate_api_key` return (the same columns, declared in
+/// each signature): the only time a key's plaintext leaves the database.
 pub(crate) type CreatedOut = (
     Uuid,
     String,

@@ -168,7 +168,7 @@ static KEY_SETTINGS: Stmt = stmt!("key_settings.sql", [UUID, TIMESTAMPTZ]);
 pub fn key_settings_for_update(key_id: Uuid, now: TimestampWithTimeZone) -> Option<StoredKey> {
     first(&KEY_SETTINGS, &[key_id.into(), now.into()], |r| StoredKey {
         prefix: req(r, "prefix"),
-        settings: Settings::from_row(r),
+        settings: Settings::from_columns(r),
         enabled: req(r, "enabled"),
         revoked: req(r, "revoked"),
         replaced: req(r, "replaced"),
@@ -232,7 +232,7 @@ pub fn key_rotate(
         prefix: req(r, "prefix"),
         org_id: col(r, "org_id"),
         user_id: col(r, "user_id"),
-        settings: Settings::from_row(r),
+        settings: Settings::from_columns(r),
         created_at: req(r, "created_at"),
     })
     .expect("the old key was locked for this rotation");

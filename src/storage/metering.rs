@@ -1,67 +1,23 @@
-//! Metering state: a key's and an owner's quota and rate limits, read (locked when the
-//! call will write) into [`meter::Limits`], and written back after an admitted call. The
-//! decision itself is [`crate::meter::decide`].
+//! The statements of metering: a key's and an owner's quota and rate limits, read (locked
+//! when the call will write) into [`Metered`], and written back after an admitted call;
+//! an owner's limits set; the facts verify keeps per backend. The decision itself is
+//! [`crate::meter::decide`], called by `crate::verify::metered`.
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::spi::SpiHeapTupleData;
-use pgrx::{IntoDatum, Uuid};
+use pgrx::Uuid;
 
 use super::{
     col, first, holds, req, rows, run, stmt, Actor, Stmt, BOOL, INT4, INT8, INT8_ARRAY, INTERVAL,
     JSONB, TEXT, TIMESTAMPTZ, TIMESTAMPTZ_ARRAY, UUID,
 };
+use crate::backend::{micros, plus, timestamp};
 use crate::jsonb::Jsonb;
 use crate::key_settings::Settings;
-use crate::meter::{self, Micros, Quota, Refill, Spent, Unit, Window};
+use crate::meter::report::Metered;
+use crate::meter::{self, Quota, Refill, Spent, Unit, Window};
+use crate::owner::{Owner, OwnerKind};
 use crate::rate_limits::{self, DEFAULT_NAME};
-
-/// Microseconds since 2000-01-01, PostgreSQL's own representation of a timestamptz.
-pub fn micros(t: TimestampWithTimeZone) -> Micros {
-    pg_sys::TimestampTz::from(t)
-}
-
-pub fn timestamp(m: Micros) -> TimestampWithTimeZone {
-    TimestampWithTimeZone::try_from(m).expect("a timestamptz PostgreSQL computed")
-}
-
-/// Whose limits: a key's own, or its owner's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    Key,
-    Owner,
-}
-
-impl Scope {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::Key => "key",
-            Scope::Owner => "owner",
-        }
-    }
-}
-
-/// One party's limits as stored, with each window's name.
-#[derive(Clone, Debug, Default)]
-pub struct Metered {
-    pub limits: meter::Limits,
-    /// The name of each of `limits.windows`, in order.
-    pub names: Vec<String>,
-    /// Whether the first window is the key's `rate_limit_max`/`rate_limit_window` pair.
-    pub has_default: bool,
-}
-
-/// `t + iv`, with PostgreSQL's calendar arithmetic (months and days as the calendar has
-/// them in the session's time zone).
-pub fn plus(t: TimestampWithTimeZone, iv: Interval) -> TimestampWithTimeZone {
-    // SAFETY: timestamptz_pl_interval takes a timestamptz and an interval datum.
-    unsafe {
-        pgrx::direct_function_call::<TimestampWithTimeZone>(
-            pg_sys::timestamptz_pl_interval,
-            &[t.into_datum(), iv.into_datum()],
-        )
-    }
-    .expect("a timestamptz plus an interval is a timestamptz")
-}
 
 /// The named limits of a row that has `rate_limits`, `rate_counts` and `rate_resets`
 /// columns, for a call at `now`.
@@ -216,23 +172,6 @@ pub fn key_meter_spend(
     run(stmt, &args, |_| ())
 }
 
-/// An owner of keys: an organization, or a user for its user-owned keys.
-#[derive(Clone, Copy, Debug)]
-pub struct Owner<'a> {
-    pub kind: &'static str,
-    pub id: &'a str,
-}
-
-impl<'a> Owner<'a> {
-    pub fn org(id: &'a str) -> Owner<'a> {
-        Owner { kind: "org", id }
-    }
-
-    pub fn user(id: &'a str) -> Owner<'a> {
-        Owner { kind: "user", id }
-    }
-}
-
 static OWNER_METER: Stmt = stmt!("owner_meter.sql", [TEXT, TEXT, TIMESTAMPTZ]);
 static OWNER_METER_LOCKED: Stmt = stmt!(locked "owner_meter.sql", [TEXT, TEXT, TIMESTAMPTZ]);
 
@@ -258,7 +197,7 @@ pub fn owner_meter(
     };
     first(
         stmt,
-        &[owner.kind.into(), owner.id.into(), now.into()],
+        &[owner.kind.as_sql().into(), owner.id.into(), now.into()],
         |row| OwnerLimits {
             metered: metered_row(row, now, None),
             refill_amount: col(row, "refill_amount"),
@@ -292,7 +231,7 @@ pub fn owner_meter_spend(
 ) {
     let (counts, resets) = named_state(m, windows);
     let args = [
-        owner.kind.into(),
+        owner.kind.as_sql().into(),
         owner.id.into(),
         spent.map(|s| s.remaining).into(),
         spent.is_some_and(|s| s.refilled).into(),
@@ -333,11 +272,11 @@ pub fn owner_limits_set(
         && limits.rate_limits.is_none();
     let [role, identity] = by.args();
     if none {
-        let args = [owner.kind.into(), owner.id.into(), role, identity];
+        let args = [owner.kind.as_sql().into(), owner.id.into(), role, identity];
         return run(&OWNER_LIMITS_DELETE, &args, |_| ());
     }
     let args = [
-        owner.kind.into(),
+        owner.kind.as_sql().into(),
         owner.id.into(),
         limits.remaining.into(),
         limits.refill_amount.into(),
@@ -354,38 +293,15 @@ static OWNERS_WITH_LIMITS: Stmt = stmt!("owners_with_limits.sql", [INT8]);
 static IMPORTED_KEYS_EXIST: Stmt = stmt!("imported_keys_exist.sql", []);
 
 /// Every owner that has limits, as (kind, id); `None` when there are more than `most`.
-pub fn owners_with_limits(most: i64) -> Option<Vec<(String, String)>> {
+pub fn owners_with_limits(most: i64) -> Option<Vec<(OwnerKind, String)>> {
     let owners = rows(&OWNERS_WITH_LIMITS, &[(most + 1).into()], |r| {
-        (req(r, "owner_kind"), req(r, "owner_id"))
+        let kind: String = req(r, "owner_kind");
+        let kind = OwnerKind::from_sql(&kind).expect("owner_kind is checked to be org or user");
+        (kind, req(r, "owner_id"))
     });
     (owners.len() as i64 <= most).then_some(owners)
 }
 
 pub fn imported_keys_exist() -> bool {
     holds(&IMPORTED_KEYS_EXIST, &[])
-}
-
-/// One object per window, for verify's `rate_limits` column and `get_owner_limits`:
-/// `{"name", "scope", "limit", "remaining", "reset_at"}` as of `now` (`reset_at` null:
-/// no window runs, the whole limit is left).
-pub fn describe(
-    now: Micros,
-    scope: Scope,
-    m: &Metered,
-    windows: &[Window],
-) -> Vec<serde_json::Value> {
-    m.names
-        .iter()
-        .zip(windows)
-        .map(|(name, w)| {
-            let (remaining, reset_at) = w.state(now);
-            serde_json::json!({
-                "name": name,
-                "scope": scope.name(),
-                "limit": w.limit,
-                "remaining": remaining,
-                "reset_at": reset_at.map(timestamp),
-            })
-        })
-        .collect()
 }

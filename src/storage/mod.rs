@@ -191,6 +191,12 @@ pub fn col<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData<'_>, name: &str) -> 
         .unwrap_or_else(|e| panic!("pg_apikey: reading column {name}: {e}"))
 }
 
+impl crate::key_settings::Columns for SpiHeapTupleData<'_> {
+    fn column<T: FromDatum + IntoDatum>(&self, name: &str) -> Option<T> {
+        col(self, name)
+    }
+}
+
 /// Like [`col`], for a column that is never NULL.
 pub fn req<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData<'_>, name: &str) -> T {
     col(row, name).unwrap_or_else(|| panic!("pg_apikey: column {name} is NULL"))

@@ -1,23 +1,56 @@
-//! The verify decision: safe Rust on typed values. The key is read by [`scan::probe`];
-//! uses are spent through [`storage`]; this file decides what the answer is.
+//! The verify decision: safe Rust on typed values. The key is read by
+//! [`probe::probe`]; a call that limits count is [`metered`]; this file decides what the
+//! answer is.
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
-use super::scan::{self, KeyRead};
+use super::facts;
+use super::metered::{metered, touch};
+use super::probe::KeyRead;
 use crate::caller::as_owner;
 use crate::error;
 use crate::jsonb::{self, Jsonb};
 use crate::keymat;
-use crate::meter;
+use crate::owner::Owner;
 use crate::permissions::Requirement;
 use crate::settings;
-use crate::storage;
-use crate::storage::metering::{self, Owner, Schema, Scope};
+
+/// The answer's `code`: what verify says of a key. Spelled for SQL in one place,
+/// [`Code::as_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    Valid,
+    KeyNotFound,
+    KeyExpired,
+    KeyDisabled,
+    InsufficientPermissions,
+    RateLimited,
+    UsageExceeded,
+}
+
+impl Code {
+    /// The code as the contract spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Valid => "VALID",
+            Code::KeyNotFound => "KEY_NOT_FOUND",
+            Code::KeyExpired => "KEY_EXPIRED",
+            Code::KeyDisabled => "KEY_DISABLED",
+            Code::InsufficientPermissions => "INSUFFICIENT_PERMISSIONS",
+            Code::RateLimited => "RATE_LIMITED",
+            Code::UsageExceeded => "USAGE_EXCEEDED",
+        }
+    }
+
+    /// The answer's `valid` column.
+    pub fn is_valid(self) -> bool {
+        self == Code::Valid
+    }
+}
 
 /// The outcome of one verify.
 pub struct Outcome {
-    pub code: &'static str,
+    pub code: Code,
     pub key: Option<KeyRead>,
     pub remaining: Option<i64>,
     pub retry_after: Option<Interval>,
@@ -26,11 +59,11 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn not_found() -> Outcome {
-        Outcome::of(None, "KEY_NOT_FOUND")
+    pub(super) fn not_found() -> Outcome {
+        Outcome::of(None, Code::KeyNotFound)
     }
 
-    fn of(key: Option<KeyRead>, code: &'static str) -> Outcome {
+    pub(super) fn of(key: Option<KeyRead>, code: Code) -> Outcome {
         Outcome {
             code,
             key,
@@ -71,7 +104,7 @@ fn find(key: Option<&str>, probe: impl FnOnce(&[u8; 32]) -> Option<KeyRead>) -> 
     if key.is_empty()
         || key.len() > MAX_IMPORTED_KEY_LEN
         || !settings::ACCEPT_IMPORTED_KEYS.get()
-        || !scan::imported_keys_exist()
+        || !facts::imported_keys_exist()
     {
         return None;
     }
@@ -134,167 +167,27 @@ pub fn decide(
     let now_tz = pg_sys::TimestampTz::from(now);
     let expired = k.expires_at().is_some_and(|t| t <= now_tz);
     // Refused before any limit is looked at: remaining is the key's own, as stored.
-    let refused = |k: KeyRead, code| Outcome {
+    let refused = |k: KeyRead, code: Code| Outcome {
         remaining: k.remaining(),
         ..Outcome::of(Some(k), code)
     };
     if !k.enabled() {
-        refused(k, "KEY_DISABLED")
+        return refused(k, Code::KeyDisabled);
     } else if expired {
-        refused(k, "KEY_EXPIRED")
+        return refused(k, Code::KeyExpired);
     } else if !required.is_none_or(|r| r.granted_by(k.permissions())) {
-        refused(k, "INSUFFICIENT_PERMISSIONS")
-    } else {
-        // The owner whose limits may apply (None: surely none do).
-        let owner = owner_of(&k).filter(|(kind, id)| scan::owner_may_have_limits(kind, id));
-        if k.is_limited() || owner.is_some() {
-            settings::with_pinned_search_path(|| as_owner(|| metered(k, owner, cost, now)))
-        } else {
-            touch(&k, now);
-            Outcome::of(Some(k), "VALID")
-        }
+        return refused(k, Code::InsufficientPermissions);
     }
-}
-
-/// Record a use that spends nothing: `last_used_at`, at most once per
-/// `apikey.last_used_resolution`, never waiting, never in a read-only transaction.
-fn touch(k: &KeyRead, now: TimestampWithTimeZone) {
-    let resolution = settings::last_used_resolution_micros();
-    let now_tz = pg_sys::TimestampTz::from(now);
-    let touch_due = k.last_used_at().is_none_or(|t| t <= now_tz - resolution);
-    if touch_due && !scan::read_only() {
-        relax_commit_for_usage();
-        settings::with_pinned_search_path(|| {
-            as_owner(|| storage::key_touch(k.id(), now, Interval::from_micros(resolution)))
-        });
-    }
-}
-
-/// The owner whose limits apply to a key: its organization, or for a user-owned key its
-/// user.
-fn owner_of(k: &KeyRead) -> Option<(&'static str, String)> {
-    match (k.org_id(), k.user_id()) {
-        (Some(org), _) => Some(("org", org)),
-        (None, Some(user)) => Some(("user", user)),
-        (None, None) => None,
-    }
-}
-
-/// A call of `cost` by a key that has limits, or whose `owner` may have. The key's and the
-/// owner's limits are read — locked when the call will write: the key first, then the
-/// owner, in every verify, so that two verifies never wait on each other in opposite
-/// orders — decided together by [`meter::decide`], and written back only when the call
-/// is admitted. A call of cost 0 writes nothing, so it takes no lock either.
-fn metered(
-    k: KeyRead,
-    owner: Option<(&'static str, String)>,
-    cost: i64,
-    now: TimestampWithTimeZone,
-) -> Outcome {
-    let owner = owner.as_ref().map(|(kind, id)| Owner { kind, id });
-    let writes = cost > 0;
-    let lock = writes && !scan::read_only();
-    let schema = if k.is_from_0_1_0() {
-        Schema::V0_1_0
+    // The owner whose limits may apply (None: surely none do).
+    let (org_id, user_id) = (k.org_id(), k.user_id());
+    let owner = Owner::of_key(org_id.as_deref(), user_id.as_deref())
+        .filter(|&o| facts::owner_may_have_limits(o));
+    if k.is_limited() || owner.is_some() {
+        settings::with_pinned_search_path(|| as_owner(|| metered(k, owner, cost, now)))
     } else {
-        Schema::Current
-    };
-    let key_state = if k.is_limited() {
-        if writes {
-            require_writable();
-        }
-        match metering::key_meter(k.id(), now, lock, schema) {
-            Some(m) => Some(m),
-            None => return Outcome::not_found(),
-        }
-    } else {
-        None
-    };
-    // Locked too when the call writes (after the key: always in that order). None: the
-    // owner has no limits after all.
-    let owner_state = owner.and_then(|o| metering::owner_meter(o, now, lock));
-    if key_state.is_none() && owner_state.is_none() {
         touch(&k, now);
-        return Outcome::of(Some(k), "VALID");
+        Outcome::of(Some(k), Code::Valid)
     }
-    if writes {
-        require_writable();
-        relax_commit_for_usage();
-    }
-    let key_state = key_state.unwrap_or_default();
-    let owner_state = owner_state.map(|o| o.metered).unwrap_or_default();
-    let now_us = metering::micros(now);
-    let verdict = meter::decide(now_us, cost, &key_state.limits, &owner_state.limits);
-    let (code, wait) = match &verdict {
-        meter::Verdict::Admitted { .. } => ("VALID", None),
-        meter::Verdict::RateLimited { retry_after } => ("RATE_LIMITED", *retry_after),
-        meter::Verdict::UsageExceeded { retry_after } => ("USAGE_EXCEEDED", *retry_after),
-    };
-    let mut out = Outcome {
-        retry_after: wait.map(Interval::from_micros),
-        ..Outcome::of(None, code)
-    };
-    let (key_windows, owner_windows) =
-        if let meter::Verdict::Admitted { key, owner: shared } = verdict {
-            if writes && k.is_limited() {
-                metering::key_meter_spend(k.id(), &key_state, &key.0, key.1, now, schema);
-            } else {
-                touch(&k, now);
-            }
-            if let (true, Some(o)) = (writes && !owner_state.limits.is_empty(), owner) {
-                metering::owner_meter_spend(o, &owner_state, &shared.0, shared.1, now);
-            }
-            out.remaining = [key.1, shared.1]
-                .into_iter()
-                .flatten()
-                .map(|s| s.remaining)
-                .min();
-            (key.0, shared.0)
-        } else {
-            // Refused: nothing changes; what is left is as the call found it.
-            out.remaining = [key_state.limits.quota, owner_state.limits.quota]
-                .into_iter()
-                .flatten()
-                .map(|q| q.left(now_us))
-                .min();
-            (
-                key_state.limits.windows.clone(),
-                owner_state.limits.windows.clone(),
-            )
-        };
-    let mut items = metering::describe(now_us, Scope::Key, &key_state, &key_windows);
-    items.extend(metering::describe(
-        now_us,
-        Scope::Owner,
-        &owner_state,
-        &owner_windows,
-    ));
-    out.rate_limits = (!items.is_empty()).then_some(serde_json::Value::Array(items));
-    Outcome {
-        key: Some(k),
-        ..out
-    }
-}
-
-/// Keys with a quota or rate limit are counted exactly, which needs a write.
-fn require_writable() {
-    if scan::read_only() {
-        error::raise(
-            PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
-            "verifying a key with a quota or rate limit needs a read-write transaction",
-            "Verify on the primary, outside a read-only transaction.",
-        );
-    }
-}
-
-/// With `apikey.usage_synchronous_commit = off`, let the single-statement transaction of
-/// a verify that records usage commit without waiting for its WAL flush. Never inside an
-/// explicit transaction block, whose other writes are the application's.
-fn relax_commit_for_usage() {
-    if settings::USAGE_SYNCHRONOUS_COMMIT.get() || scan::in_transaction_block() {
-        return;
-    }
-    settings::set_local(c"synchronous_commit", c"off");
 }
 
 /// The row verify returns, decoded, for tests.
@@ -311,9 +204,9 @@ pub fn decide_for_test(
     Option<serde_json::Value>,
 ) {
     let required = required.map(|r| Required::check(jsonb::parse(r)));
-    let o = decide(Some(key), required.as_ref(), cost, now, scan::probe);
+    let o = decide(Some(key), required.as_ref(), cost, now, super::probe::probe);
     (
-        o.code.to_string(),
+        o.code.as_str().to_string(),
         o.remaining,
         o.retry_after,
         o.rate_limits,

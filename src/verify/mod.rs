@@ -11,21 +11,31 @@
 //!   worked out once per call site (cached in `fn_extra`).
 //! - Only calls that a quota or rate limit counts write — the key's limits and its owner's,
 //!   locked key first, decided together by [`crate::meter::decide`], written back when
-//!   admitted (see [`crate::storage::metering`]); other keys write `last_used_at` at most
-//!   once per `apikey.last_used_resolution`, and never wait for it.
+//!   admitted ([`metered`]); other keys write `last_used_at` at most once per
+//!   `apikey.last_used_resolution`, and never wait for it.
 //! - A key without pg_apikey's checksum is looked up by digest only while imported keys
-//!   are in use (a flag per backend, see [`scan::imported_keys_exist`]).
+//!   are in use (a flag per backend, see [`facts`]).
 //!
-//! Three files: [`scan`] holds every unsafe call (the index probe, whose relations, scan
-//! and snapshot are released on drop, and the transaction state); [`decide`] is the
-//! decision, safe Rust on typed values; [`entry`] is the C entry point and its result row.
-//! The SQL declaration is in `sql/verify.sql`.
+//! The files: [`entry`], the C entry point and its result row; [`probe`], the index probe
+//! (every unsafe call that reads a key, released on drop); [`facts`], what each backend
+//! keeps (owners with limits, imported keys in use) and its invalidation; [`decide`], the
+//! decision, safe Rust on typed values; [`metered`], a call that limits count (read →
+//! decide → record). The SQL declaration is in `sql/verify.sql`.
 mod decide;
 mod entry;
-mod scan;
+mod facts;
+mod metered;
+mod probe;
 
 #[cfg(any(test, feature = "pg_test"))]
 pub use decide::decide_for_test;
-pub use scan::{announce_change, now_tz, register_invalidation};
+pub use facts::announce_change;
 #[cfg(any(test, feature = "pg_test"))]
-pub use scan::{imported_keys_exist as imported_keys_in_use, owner_may_have_limits};
+pub use facts::{imported_keys_exist as imported_keys_in_use, owner_may_have_limits};
+
+/// Called once from `_PG_init`: forget what each backend keeps when PostgreSQL
+/// invalidates the relations it depends on.
+pub fn register_invalidation() {
+    probe::register_invalidation();
+    facts::register_invalidation();
+}

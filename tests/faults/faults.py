@@ -524,7 +524,7 @@ ODD_CHARS = ["é", "ß", "İ", "ı", "Ω", "😀", "\u200b", "\u202e", "\u0301",
 
 
 def checksum(body):
-    """CRC32 of prefix + secret as 6 base62 digits, big-endian (README: Keys)."""
+    """CRC32 of prefix + secret as 6 base62 digits, big-endian (docs/sql-reference.md: Keys)."""
     n = zlib.crc32(body.encode())
     digits = ""
     for _ in range(6):
@@ -740,7 +740,7 @@ MAX_QUERY_DEPTH = 32
 
 def requirement(value, depth=0):
     """The requirement a required_permissions value states, as a predicate over the granted
-    permissions (a dict, or None), or None when it is malformed (README: verify_api_key)."""
+    permissions (a dict, or None), or None when it is malformed (docs/sql-reference.md: verify_api_key)."""
     if not isinstance(value, dict):
         return None
     ops = [k for k in value if k.startswith("$")]

@@ -2,7 +2,7 @@
 //! of a widely used TypeScript auth library, with comma-separated roles.
 use pg_apikey_integration::*;
 
-/// The worked example from the README, as shipped in examples/.
+/// The worked example of docs/trust-model.md, as shipped in examples/.
 const SCHEMA: &str = include_str!("../../../examples/better_auth_membership.sql");
 
 #[test]

@@ -105,7 +105,7 @@ fn quota_and_rate_limit_together_stay_exact() {
     assert_eq!((row.get::<_, i64>(0), row.get::<_, i32>(1)), (0, 30));
 }
 
-/// The README's steady-traffic case (2 per second; requests at 0, 0.5, 0.9, 1.25 s) on a real
+/// The steady-traffic case of docs/sql-reference.md (2 per second; requests at 0, 0.5, 0.9, 1.25 s) on a real
 /// clock, scaled by 8 so that a slow machine keeps a wide margin on every side.
 #[test]
 fn steady_traffic_is_admitted_again_when_the_window_ends() {

@@ -3,9 +3,8 @@
 -- its volatility, and that no function with arguments is STRICT (a NULL argument is
 -- answered with 22023, or by verify's KEY_NOT_FOUND row, never skipped with a NULL result;
 -- pgrx declares a function without arguments STRICT, which changes nothing). The Rust
--- declarations (sql_function!, with its with_settings![…] arguments and table![…]
--- results, in src/api/mod.rs), sql/verify.sql and every update script must produce
--- exactly these.
+-- declarations (each #[pg_extern] of src/api/, with default!(…) arguments and name!(…)
+-- result columns), sql/verify.sql and every update script must produce exactly these.
 SELECT p.proname, p.provolatile AS volatility, p.proisstrict AS strict, p.proretset AS set_returning
   FROM pg_proc p
  WHERE p.pronamespace = 'apikey'::regnamespace

@@ -1,0 +1,212 @@
+//! The probe of the digest index: every unsafe call that reads a key — relations, scan,
+//! slot and snapshot, each released on drop (here) — and the columns it copies out
+//! ([`row`]). Nothing here decides anything.
+use std::cell::Cell;
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+use pgrx::IntoDatum;
+
+use crate::backend::{self, read_only};
+use crate::error;
+
+mod row;
+
+use row::{attnums, Column, COLUMNS};
+pub use row::{KeyRead, EXPIRES_AT, ID, METADATA, NAME, ORG_ID, PERMISSIONS, USER_ID};
+
+thread_local! {
+    /// The oids of `apikey.keys` and its digest index, looked up once per backend and
+    /// forgotten whenever PostgreSQL invalidates either relation (or everything).
+    static RELATIONS: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
+}
+
+/// Forget the relations' oids when either, or every relation, is invalidated.
+fn forget_relations(relid: pg_sys::Oid) {
+    RELATIONS.with(|r| {
+        if let Some((keys, index)) = r.get() {
+            if relid == pg_sys::InvalidOid || relid == keys || relid == index {
+                r.set(None);
+            }
+        }
+    });
+}
+
+/// Called once from `_PG_init`.
+pub fn register_invalidation() {
+    backend::on_relation_invalidation(forget_relations);
+}
+
+fn relations() -> (pg_sys::Oid, pg_sys::Oid) {
+    if let Some(rels) = RELATIONS.with(Cell::get) {
+        return rels;
+    }
+    let rels = (
+        relation_oid(c"keys", "Run CREATE EXTENSION pg_apikey in this database."),
+        relation_oid(
+            c"keys_digest_key",
+            "Run CREATE EXTENSION pg_apikey in this database.",
+        ),
+    );
+    RELATIONS.with(|r| r.set(Some(rels)));
+    rels
+}
+
+fn relation_oid(name: &CStr, hint: &str) -> pg_sys::Oid {
+    backend::apikey_relation(name).unwrap_or_else(|| {
+        error::not_ready(
+            format!("apikey.{} does not exist", name.to_string_lossy()),
+            hint,
+        )
+    })
+}
+
+/// `apikey.keys` and its digest index, open, with an index scan.
+struct KeyScan {
+    rel: pg_sys::Relation,
+    idx: pg_sys::Relation,
+    scan: pg_sys::IndexScanDesc,
+    slot: *mut pg_sys::TupleTableSlot,
+    cols: [Column; COLUMNS.len()],
+}
+
+impl KeyScan {
+    /// Open with `mode` (kept to the end of the transaction, as the executor does).
+    ///
+    /// # Safety
+    /// Inside a transaction; `snapshot` is registered and outlives the scan.
+    unsafe fn open(snapshot: pg_sys::Snapshot, mode: pg_sys::LOCKMODE) -> KeyScan {
+        let (keys, digest_index) = relations();
+        // SAFETY: oids of existing relations (an ERROR if dropped since), opened and
+        // locked as the executor does; the scan and slot are created on the open
+        // relations and released by Drop (or by the transaction's abort).
+        unsafe {
+            let rel = pg_sys::table_open(keys, mode);
+            let idx = pg_sys::index_open(digest_index, mode);
+            let cols = attnums(rel);
+            #[cfg(not(feature = "pg18"))]
+            let scan = pg_sys::index_beginscan(rel, idx, snapshot, 1, 0);
+            #[cfg(feature = "pg18")]
+            let scan = pg_sys::index_beginscan(rel, idx, snapshot, std::ptr::null_mut(), 1, 0);
+            let slot = pg_sys::table_slot_create(rel, std::ptr::null_mut());
+            KeyScan {
+                rel,
+                idx,
+                scan,
+                slot,
+                cols,
+            }
+        }
+    }
+
+    /// One probe for `digest` under `snapshot`; the columns are copied out (detoasted)
+    /// into the current memory context before the next probe can move the slot.
+    ///
+    /// # Safety
+    /// `snapshot` is registered and outlives the call.
+    unsafe fn lookup(&mut self, digest: &[u8; 32], snapshot: pg_sys::Snapshot) -> Option<KeyRead> {
+        let arg = Vec::from(digest.as_slice())
+            .into_datum()
+            .expect("bytea datum");
+        // SAFETY: a zeroed ScanKeyData is what ScanKeyInit expects to fill in; the scan,
+        // relation and slot were opened by `open` and are still open; the slot's values
+        // are valid after slot_getallattrs and are copied out before the slot moves.
+        unsafe {
+            let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+            pg_sys::ScanKeyInit(
+                &mut key,
+                1,
+                pg_sys::BTEqualStrategyNumber as u16,
+                pg_sys::Oid::from(pg_sys::F_BYTEAEQ),
+                arg,
+            );
+            (*self.scan).xs_snapshot = snapshot;
+            pg_sys::index_rescan(self.scan, &mut key, 1, std::ptr::null_mut(), 0);
+            if !pg_sys::index_getnext_slot(
+                self.scan,
+                pg_sys::ScanDirection::ForwardScanDirection,
+                self.slot,
+            ) {
+                return None;
+            }
+            let slot = self.slot;
+            pg_sys::slot_getallattrs(slot);
+            let natts = (*(*self.rel).rd_att).natts as usize;
+            let values = std::slice::from_raw_parts((*slot).tts_values, natts);
+            let isnull = std::slice::from_raw_parts((*slot).tts_isnull, natts);
+            Some(row::copy_out(&self.cols, values, isnull))
+        }
+    }
+}
+
+impl Drop for KeyScan {
+    /// Close what `open` opened (the locks stay to the end of the transaction, as the
+    /// executor keeps them). Not while unwinding from an error: the transaction's abort
+    /// releases the relations, the scan's memory and the slot itself, and calling into
+    /// PostgreSQL then could raise a second error.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        // SAFETY: each was opened by `open` and is closed once, here.
+        unsafe {
+            pg_sys::ExecDropSingleTupleTableSlot(self.slot);
+            pg_sys::index_endscan(self.scan);
+            pg_sys::index_close(self.idx, pg_sys::NoLock as i32);
+            pg_sys::table_close(self.rel, pg_sys::NoLock as i32);
+        }
+    }
+}
+
+/// A fresh snapshot, as SPI would take for each statement of a volatile function, that
+/// also sees this transaction's earlier writes; unregistered on drop (on an error, the
+/// transaction's abort does it).
+struct FreshSnapshot(pg_sys::Snapshot);
+
+impl FreshSnapshot {
+    fn take() -> FreshSnapshot {
+        // SAFETY: called inside a transaction, as every SQL function is; the snapshot is
+        // registered, so it stays valid until `drop` unregisters it.
+        unsafe {
+            pg_sys::CommandCounterIncrement();
+            FreshSnapshot(pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot()))
+        }
+    }
+}
+
+impl Drop for FreshSnapshot {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            // SAFETY: registered by `take`, unregistered once.
+            unsafe { pg_sys::UnregisterSnapshot(self.0) };
+        }
+    }
+}
+
+/// The lock verify takes on `apikey.keys` and its digest index, before it reads.
+///
+/// Where it may write (a use, a `last_used_at`), it takes ROW EXCLUSIVE at once, the lock
+/// its `UPDATE` needs, so that it never asks for a stronger lock while holding a weaker
+/// one: such an upgrade deadlocks with `REINDEX` or `CREATE INDEX`, which hold SHARE on
+/// the table and wait for the index. Where it cannot write (a read-only transaction, a
+/// hot standby, where ROW EXCLUSIVE cannot be taken at all), ACCESS SHARE.
+fn lock_mode() -> pg_sys::LOCKMODE {
+    if read_only() {
+        pg_sys::AccessShareLock as pg_sys::LOCKMODE
+    } else {
+        pg_sys::RowExclusiveLock as pg_sys::LOCKMODE
+    }
+}
+
+/// One probe of the digest index for `digest`, with its own snapshot and scan, both
+/// released before it returns. (Keeping the scan open across the calls of one query, as
+/// the executor does, would save about a microsecond per verify inside one statement, but
+/// not across statements, which is how APIs verify.)
+pub fn probe(digest: &[u8; 32]) -> Option<KeyRead> {
+    let snapshot = FreshSnapshot::take();
+    // SAFETY: inside a transaction; the scan is opened under a registered snapshot that
+    // outlives it (dropped after it, in reverse order of declaration).
+    let mut scan = unsafe { KeyScan::open(snapshot.0, lock_mode()) };
+    // SAFETY: as above; the columns are copied out before the scan closes.
+    unsafe { scan.lookup(digest, snapshot.0) }
+}
