@@ -52,18 +52,23 @@ mod tests {
     #[pg_test]
     fn stored_jsonb_equals_what_was_given() {
         org("exact");
-        let given =
-            r#"{"a": 123456789012345678901234567890, "b": 0.1000000000000000000001, "c": 1e400}"#;
+        // Compared as text: jsonb's = compares numbers by value (1.000 = 1, 1.50 = 1.5).
+        let given = r#"{"a": 123456789012345678901234567890, "b": 0.1000000000000000000001, "c": 1e400, "d": 1.000, "e": -0.0, "f": 1.50}"#;
         let same = Spi::get_one_with_args::<bool>(
             "WITH k AS (SELECT key_id, key, metadata FROM apikey.create_api_key(org_id => 'exact', metadata => $1::jsonb)) \
-             SELECT k.metadata = $1::jsonb \
-                AND (SELECT g.metadata FROM apikey.get_api_key(k.key_id) g) = $1::jsonb \
-                AND (SELECT v.metadata FROM apikey.verify_api_key(k.key) v) = $1::jsonb \
+             SELECT k.metadata::text = $1::jsonb::text \
+                AND (SELECT g.metadata FROM apikey.get_api_key(k.key_id) g)::text = $1::jsonb::text \
+                AND (SELECT v.metadata FROM apikey.verify_api_key(k.key) v)::text = $1::jsonb::text \
                FROM k",
             &[given.into()],
         )
         .unwrap();
         assert_eq!(same, Some(true));
+        // The comparison sees a change of scale that = would not.
+        let rewritten =
+            Spi::get_one::<bool>(r#"SELECT '{"d": 1.000}'::jsonb::text = '{"d": 1}'::jsonb::text"#)
+                .unwrap();
+        assert_eq!(rewritten, Some(false));
     }
 
     /// `apikey.key_info` is built in one place, `apikey.key_info_of`: each field is the

@@ -622,7 +622,9 @@ def group_fuzz_keys():
                                   "KEY_NOT_FOUND row with no key data")
             counts[kind] = counts.get(kind, 0) + 1
         figure("fuzz-keys: " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())))
-        check(True, f"fuzz-keys: {len(cases)} random and mutated keys each answer one KEY_NOT_FOUND row with no key data")
+        check(sum(counts.values()) == len(cases) and len(cases) >= 500,
+              f"fuzz-keys: {len(cases)} random and mutated keys each answer one KEY_NOT_FOUND row with no key data",
+              f"{sum(counts.values())} answered of {len(cases)}")
         check(all(verify(conn, k) == "VALID" for k in real_keys), "fuzz-keys: the real keys still verify VALID")
     with cluster.connect() as conn:
         check(conn.execute("SELECT 1").fetchone()[0] == 1, "fuzz-keys: the server is alive and accepts connections")
@@ -829,13 +831,13 @@ def expect_outcome(conn, sql, params, expect_ok, what, text):
 
 
 def stored_equal(conn, key_id, key, column, text, what):
-    """The value read back from get_api_key and from verify's row equals the given
-    JSON as jsonb."""
-    got, eq = conn.execute(f"SELECT {column}::text, %s::jsonb = {column} FROM apikey.get_api_key(%s)",
+    """The value read back from get_api_key and from verify's row is the given JSON as
+    jsonb, to the letter of its text (jsonb's = would take 1.000 for 1 and -0 for 0)."""
+    got, eq = conn.execute(f"SELECT {column}::text, %s::jsonb::text = {column}::text FROM apikey.get_api_key(%s)",
                            (text, key_id)).fetchone()
     if not eq:
         raise CheckFailed(f"{what}: {short(text)} was stored as {short(got)} (get_api_key)")
-    code, got, eq = conn.execute(f"SELECT code, {column}::text, %s::jsonb = {column} FROM apikey.verify_api_key(%s)",
+    code, got, eq = conn.execute(f"SELECT code, {column}::text, %s::jsonb::text = {column}::text FROM apikey.verify_api_key(%s)",
                                  (text, key)).fetchone()
     if code != "VALID" or not eq:
         raise CheckFailed(f"{what}: {short(text)} read back as {short(got)} from verify ({code})")
@@ -875,14 +877,17 @@ def group_fuzz_json():
                                       f"expected {expected} (granted {json.dumps(granted)})")
                 answered[code] = answered.get(code, 0) + 1
         figure("fuzz-json required_permissions answers: " + ", ".join(f"{n} {c}" for c, n in sorted(answered.items())))
-        check(True, f"fuzz-json: {len(inputs)} required_permissions values (objects and $all/$any queries) "
-                    "answer as the requirement says, or 22023 exactly when malformed")
+        check(sum(answered.values()) == 3 * len(inputs)
+              and {"VALID", "INSUFFICIENT_PERMISSIONS", "KEY_NOT_FOUND", "22023"} <= answered.keys(),
+              f"fuzz-json: {len(inputs)} required_permissions values (objects and $all/$any queries) "
+              "answer as the requirement says, or 22023 exactly when malformed",
+              f"answers {answered} for {len(inputs)} values on 3 keys")
 
         # create_api_key's permissions: stored as given, or 22023.
         created = refused = 0
         inputs = PERMISSIONS_CASES + [dump(rand_permissions(rng), rng) for _ in range(150)]
         for text in inputs:
-            sql = "SELECT key_id, key, %s::jsonb = permissions FROM apikey.create_api_key(org_id => 'o', permissions => %s::jsonb)"
+            sql = "SELECT key_id, key, %s::jsonb::text = permissions::text FROM apikey.create_api_key(org_id => 'o', permissions => %s::jsonb)"
             row = expect_outcome(conn, sql, (text, text), valid_permissions(parse(text)), "create_api_key permissions", text)
             if row is None:
                 refused += 1
@@ -892,8 +897,9 @@ def group_fuzz_json():
                 raise CheckFailed(f"create_api_key permissions {short(text)}: returned a different value")
             stored_equal(conn, key_id, key, "permissions", text, "create_api_key permissions")
             created += 1
-        check(True, f"fuzz-json: create_api_key permissions: {created} stored exactly as given, "
-                    f"{refused} malformed refused with 22023")
+        check(created + refused == len(inputs) and created > 0 and refused > 0,
+              f"fuzz-json: create_api_key permissions: {created} stored exactly as given, "
+              f"{refused} malformed refused with 22023", f"of {len(inputs)} inputs")
 
         # create_api_key's metadata: any JSON object, stored as given; anything else 22023.
         created = refused = 0
@@ -901,7 +907,7 @@ def group_fuzz_json():
         inputs += [dump({rand_text(rng): rand_value(rng, 4) for _ in range(rng.randrange(1, 6))}, rng) for _ in range(100)]
         for text in inputs:
             is_object = isinstance(parse(text), dict)
-            sql = "SELECT key_id, key, %s::jsonb = metadata FROM apikey.create_api_key(org_id => 'o', metadata => %s::jsonb)"
+            sql = "SELECT key_id, key, %s::jsonb::text = metadata::text FROM apikey.create_api_key(org_id => 'o', metadata => %s::jsonb)"
             row = expect_outcome(conn, sql, (text, text), is_object, "create_api_key metadata", text)
             if row is None:
                 refused += 1
@@ -912,8 +918,10 @@ def group_fuzz_json():
                 raise CheckFailed(f"create_api_key metadata {short(text)}: returned and stored as {short(got)}")
             stored_equal(conn, key_id, key, "metadata", text, "create_api_key metadata")
             created += 1
-        check(True, f"fuzz-json: create_api_key metadata: {created} objects stored exactly as given "
-                    f"(big numbers, 1e400, 140 levels deep, unicode escapes), {refused} non-objects refused with 22023")
+        check(created + refused == len(inputs) and created > 0 and refused > 0,
+              f"fuzz-json: create_api_key metadata: {created} objects stored exactly as given "
+              f"(big numbers, 1e400, 140 levels deep, unicode escapes), {refused} non-objects refused with 22023",
+              f"of {len(inputs)} inputs")
     with cluster.connect() as conn:
         check(conn.execute("SELECT 1").fetchone()[0] == 1, "fuzz-json: the server is alive and accepts connections")
 

@@ -58,7 +58,7 @@ schema_dump() {
     psql_at "$1" "$2" -d "$3" -At -c "SELECT 'extension ' || extname || ' ' || extversion || ' config '
         || COALESCE((SELECT string_agg(c::regclass::text || ' WHERE ' || coalesce(w, ''), ', ' ORDER BY c::regclass::text)
                      FROM unnest(extconfig, extcondition) AS u(c, w)), '')
-        FROM pg_extension WHERE extname = 'pg_apikey'" | sed 's/^/-- Name: /' >>"$4"
+        FROM pg_extension WHERE extname = 'pg_apikey'" | sed 's/^/RECORD: /' >>"$4"
     # Effective privileges of every relation and function of the schema (NULL ACL = the
     # default ones), one line each.
     psql_at "$1" "$2" -d "$3" -At -c "
@@ -73,7 +73,7 @@ schema_dump() {
                    FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
                    LEFT JOIN pg_roles g ON g.oid = a.grantee), '')
           FROM pg_proc p WHERE p.pronamespace = 'apikey'::regnamespace
-        ORDER BY 1" | sed 's/^/-- Name: /' >>"$4"
+        ORDER BY 1" | sed 's/^/RECORD: /' >>"$4"
 }
 
 # same_schema WHAT DIR PORT DB: the schema of DB equals a fresh CREATE EXTENSION.
@@ -84,6 +84,8 @@ same_schema() {
     schema_dump "$dir" "$port" fresh_install "$WORK/fresh.schema"
     schema_dump "$dir" "$port" "$db" "$WORK/updated.schema"
     grep -q "CREATE TABLE apikey.keys" "$WORK/fresh.schema" || fail "the schema dump lists the extension's objects"
+    grep -q "^RECORD: privileges apikey.keys: " "$WORK/fresh.schema" || fail "the schema dump records privileges"
+    grep -q "^RECORD: extension pg_apikey .* config apikey\." "$WORK/fresh.schema" || fail "the schema dump records the config tables"
     if ! python3 "$HERE/schema.py" "$WORK/fresh.schema" "$WORK/updated.schema" >"$WORK/schema.diff"; then
         cat "$WORK/schema.diff" >&2
         fail "$what: schema equals a fresh install of $CURRENT"

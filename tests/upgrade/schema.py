@@ -33,6 +33,10 @@ _NOISE = (
     re.compile(r"^\\(un)?restrict "),  # psql meta-commands of newer pg_dump
     re.compile(r"^\\connect "),
 )
+# What run.sh appends to a dump, one fact a line: the extension's configuration tables
+# and the effective privileges of each relation and function. Each line is a block of its
+# own, compared as it is.
+RECORD = "RECORD: "
 # Each object of the dump starts with such a header: "-- Name: keys; Type: TABLE; ...".
 _TOC_HEADER = re.compile(r"^-- (Data for )?Name: ")
 _EMPTY_EXTENSION = re.compile(r"binary_upgrade_create_empty_extension\(")
@@ -46,6 +50,9 @@ def normalise(dump):
     blocks, current = [], None
     for raw in dump.splitlines():
         line = raw.rstrip()
+        if line.startswith(RECORD):
+            blocks.append(line)
+            continue
         if _TOC_HEADER.match(line):
             if current is not None:
                 blocks.append("\n".join(current).strip())
@@ -61,8 +68,8 @@ def normalise(dump):
             current.append(line)
     if current is not None:
         blocks.append("\n".join(current).strip())
-    # A block left with its header alone says nothing.
-    return sorted(b for b in blocks if "\n" in b)
+    # A dump block left with its header alone says nothing; a record always does.
+    return sorted(b for b in blocks if "\n" in b or b.startswith(RECORD))
 
 
 def compare(dump_a, dump_b, name_a="a", name_b="b"):

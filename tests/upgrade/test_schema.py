@@ -2,7 +2,7 @@
 difference of one column or one function, and only real differences."""
 import unittest
 
-from schema import compare
+from schema import RECORD, compare
 
 BASE = """--
 -- PostgreSQL database dump
@@ -76,6 +76,19 @@ def reordered(dump):
     )
 
 
+# What run.sh appends to each dump: the extension's configuration tables and the effective
+# privileges of every relation and function of the schema, as schema.RECORD lines.
+RECORDS = (
+    "extension pg_apikey 0.2.0 config apikey.audit_log WHERE , apikey.keys WHERE \n"
+    "privileges apikey.keys: postgres=INSERT,postgres=SELECT\n"
+    "privileges apikey.verify_api_key(text): PUBLIC=EXECUTE,postgres=EXECUTE\n"
+)
+
+
+def with_records(dump, records=RECORDS):
+    return dump + "".join(RECORD + line + "\n" for line in records.splitlines())
+
+
 class CompareSchemas(unittest.TestCase):
     def test_identical_dumps_are_equal(self):
         self.assertEqual(compare(BASE, BASE), [])
@@ -136,6 +149,23 @@ class CompareSchemas(unittest.TestCase):
     def test_extension_membership_is_a_difference(self):
         other = BASE.replace("ALTER EXTENSION pg_apikey ADD TABLE apikey.keys;\n", "")
         self.assertIn("-ALTER EXTENSION pg_apikey ADD TABLE apikey.keys;", compare(BASE, other))
+
+    def test_equal_records_are_equal(self):
+        self.assertEqual(compare(with_records(BASE), with_records(reordered(BASE))), [])
+
+    def test_a_privilege_granted_to_public_is_a_difference(self):
+        other = RECORDS.replace("postgres=INSERT,postgres=SELECT", "PUBLIC=SELECT,postgres=INSERT,postgres=SELECT")
+        diff = compare(with_records(BASE), with_records(BASE, other))
+        self.assertIn("+" + RECORD + "privileges apikey.keys: PUBLIC=SELECT,postgres=INSERT,postgres=SELECT", diff)
+
+    def test_a_missing_config_table_is_a_difference(self):
+        other = RECORDS.replace(", apikey.keys WHERE ", "")
+        diff = compare(with_records(BASE), with_records(BASE, other))
+        self.assertTrue(any(line.startswith("-" + RECORD + "extension pg_apikey") for line in diff), diff)
+
+    def test_a_missing_privilege_record_is_a_difference(self):
+        other = "\n".join(RECORDS.splitlines()[:-1])
+        self.assertNotEqual(compare(with_records(BASE), with_records(BASE, other)), [])
 
     def test_extension_version_is_a_difference(self):
         other = BASE.replace("'0.2.0'", "'0.1.0'")
