@@ -1,6 +1,9 @@
 -- pg_apikey: the provisioning story, step by step.
 -- Run by ./scripts/demo.sh against a throwaway cluster. Each step says who acts.
-\set ON_ERROR_STOP 0
+-- Any error stops it, but those a step expects (each between ON_ERROR_STOP 0 and 1, with
+-- its SQLSTATE printed after it). The test command runs it and compares what it prints
+-- (tests/walkthrough/).
+\set ON_ERROR_STOP 1
 \pset footer off
 \echo
 \echo '== 1. A DBA installs the extension. It creates schema apikey and the NOLOGIN role apikey_service.'
@@ -37,16 +40,22 @@ SELECT key AS ci_key, key_id, start, org_id, user_id IS NULL AS no_user, permiss
 SELECT start AS alice_start, org_id AS alice_org
   FROM apikey.create_api_key(org_id => 'acme', name => 'alice-laptop') \gset
 \echo 'alice made a key for' :alice_org 'that starts' :alice_start
+\set ON_ERROR_STOP 0
 SELECT key FROM apikey.create_api_key(org_id => 'acme', permissions => '{"mesa": ["admin"]}');
+\set ON_ERROR_STOP 1
 \echo 'SQLSTATE' :LAST_ERROR_SQLSTATE
 
 \echo
 \echo '== 6. bob (member) and mallory (stranger) are refused.'
 \c - bob
+\set ON_ERROR_STOP 0
 SELECT key FROM apikey.create_api_key(org_id => 'acme');
+\set ON_ERROR_STOP 1
 \echo 'SQLSTATE' :LAST_ERROR_SQLSTATE
 \c - mallory
+\set ON_ERROR_STOP 0
 SELECT key FROM apikey.create_api_key(org_id => 'acme');
+\set ON_ERROR_STOP 1
 \echo 'SQLSTATE' :LAST_ERROR_SQLSTATE
 \echo 'mallory may still make a key of her own:'
 SELECT org_id, user_id, name FROM apikey.create_api_key(name => 'personal');
@@ -64,7 +73,9 @@ SELECT valid, code FROM apikey.verify_api_key(NULL);
 \c - alice
 SELECT name, start, user_id, created_by_role, enabled FROM apikey.list_api_keys(org_id => 'acme') ORDER BY created_at;
 \c - mallory
+\set ON_ERROR_STOP 0
 SELECT count(*) FROM apikey.list_api_keys(org_id => 'acme');
+\set ON_ERROR_STOP 1
 \echo 'SQLSTATE' :LAST_ERROR_SQLSTATE
 
 \echo

@@ -28,7 +28,7 @@ start_cluster "$DEMO_DIR" "$DEMO_PORT"
 log "walkthrough: examples/walkthrough.sql"
 "$PG_BIN/psql" -X -q -h "$DEMO_DIR/sock" -p "$DEMO_PORT" -U postgres -d postgres -c "CREATE DATABASE apikey_demo"
 "$PG_BIN/psql" -X -h "$DEMO_DIR/sock" -p "$DEMO_PORT" -U postgres -d apikey_demo \
-    -v ON_ERROR_STOP=0 -f "$ROOT/examples/walkthrough.sql"
+    -v ON_ERROR_STOP=1 -f "$ROOT/examples/walkthrough.sql"
 
 cat <<MSG
 

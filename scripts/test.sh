@@ -12,7 +12,7 @@
 # Exits non-zero as soon as a layer fails. Safe to re-run.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-LAYERS=(lint pgtest regress integration faults clients better-auth upgrade)
+LAYERS=(lint pgtest regress isolation integration faults clients better-auth upgrade)
 
 usage() {
     cat <<'USAGE'
@@ -26,8 +26,12 @@ LAYER, one of:
                 upgrade test's schema comparison; the link check of README.md, docs/ and
                 CONTRIBUTING.md (tests/docs/check_links.py)
   pgtest        unit tests and #[pg_test]s (cargo pgrx test); NAME: a test-name filter
-  regress       pg_regress files of tests/pg_regress on a scratch cluster;
-                NAME…: only these files (setup runs first by itself)
+  regress       pg_regress files of tests/pg_regress on a scratch cluster, then
+                examples/walkthrough.sql with its output compared (tests/walkthrough);
+                NAME…: only these files (setup runs first by itself; "walkthrough")
+  isolation     tests/isolation: isolationtester specs of interleaved sessions (verify
+                against verify, revoke, rotate, update, set_owner_limits, DML, REINDEX);
+                NAME…: only these specs
   integration   tests/integration, several roles over real connections; NAME…: filters
   faults        tests/faults (kill -9, standby, fuzz, maintenance, open transactions),
                 on 15 and 18; NAME: one group (crash-usage, crash-create, standby,
@@ -90,7 +94,8 @@ count() {
         pgtest | integration)
             grep -Eo 'test result: ok\. [0-9]+ passed' "$file" | awk '{s += $4} END {print s + 0}' ;;
         # pg_regress 15 prints "test name ... ok"; 16 and later print TAP ("ok 1 - name").
-        regress) grep -Ec '^(ok|test) .*[. ] ok |^ok [0-9]+ +- ' "$file" || true ;;
+        regress) grep -Ec '^(ok|test) .*[. ] ok |^ok [0-9]+ +- |^walkthrough check ok: ' "$file" || true ;;
+        isolation) grep -Ec '^isolation check ok: ' "$file" || true ;;
         faults) grep -Ec '^fault check ok: ' "$file" || true ;;
         clients) grep -Ec '^client check ok: ' "$file" || true ;;
         better-auth) grep -Ec '^better-auth check ok: ' "$file" || true ;;
@@ -184,9 +189,17 @@ regress() {
     regress="$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress"
     out="$CLUSTER_DIR/regress"
     mkdir -p "$out"
+    local walk=1
     if [ "${#NAMES[@]}" -gt 0 ]; then
         selection=(setup)
-        for n in "${NAMES[@]}"; do [ "$n" = setup ] || selection+=("$n"); done
+        walk=0
+        for n in "${NAMES[@]}"; do
+            case "$n" in
+                setup) ;;
+                walkthrough) walk=1 ;;
+                *) selection+=("$n") ;;
+            esac
+        done
     else
         selection=(--schedule="$ROOT/tests/pg_regress/schedule")
     fi
@@ -199,6 +212,26 @@ regress() {
         cat "$out/regression.diffs" >&2 || true
         return 1
     fi
+    if [ "$walk" = 1 ]; then walkthrough "$major"; fi
+}
+
+# The quick start's walkthrough (examples/walkthrough.sql), as ./scripts/demo.sh runs it
+# (ON_ERROR_STOP=1), in a database of its own: what it prints, with the random parts of
+# keys, digests and ids masked, must be tests/walkthrough/expected.out.
+walkthrough() {
+    local major="$1" out="$CLUSTER_DIR/walkthrough.out"
+    log "PostgreSQL $major: examples/walkthrough.sql, output compared with tests/walkthrough/expected.out"
+    psql_at "$CLUSTER_DIR" "$CLUSTER_PORT" -d postgres -c "CREATE DATABASE apikey_walkthrough"
+    (cd "$ROOT" && "$PG_BIN/psql" -X -h "$CLUSTER_DIR/sock" -p "$CLUSTER_PORT" -U postgres \
+        -d apikey_walkthrough -v ON_ERROR_STOP=1 -f examples/walkthrough.sql) 2>&1 |
+        sed -E -e 's/[0-9a-f]{64}/<sha256>/g' \
+            -e 's/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/<uuid>/g' \
+            -e 's/(ak_|dp_live_)[A-Za-z0-9]{4,}/\1<random>/g' >"$out"
+    if ! diff -u "$ROOT/tests/walkthrough/expected.out" "$out"; then
+        echo "walkthrough check FAILED: examples/walkthrough.sql printed something else (diff above)"
+        return 1
+    fi
+    echo "walkthrough check ok: examples/walkthrough.sql on PostgreSQL $major, as expected"
 }
 
 integration() {
@@ -210,6 +243,12 @@ integration() {
     (cd "$ROOT" && CARGO_TARGET_DIR="$ROOT/target/client" PGAPIKEY_TEST_HOST="$CLUSTER_DIR/sock" \
         PGAPIKEY_TEST_PORT="$CLUSTER_PORT" PGAPIKEY_TEST_DB=pg_apikey_it PGAPIKEY_TEST_BINDIR="$PG_BIN" \
         cargo test -p pg_apikey_integration -- "${NAMES[@]}")
+}
+
+isolation() {
+    log "PostgreSQL $1: isolation specs (tests/isolation) ${NAMES[*]}"
+    PGAPIKEY_ISOLATION_OUT="$CLUSTER_DIR/isolation" \
+        "$ROOT/tests/isolation/run.sh" "$PG_CONFIG" "$CLUSTER_DIR/sock" "$CLUSTER_PORT" "${NAMES[@]}"
 }
 
 faults() {
@@ -249,7 +288,7 @@ run_major() {
     local layer="$1" major="$2"
     case "$layer" in
         pgtest) run_layer pgtest "$major" pgtest "$major" ;;
-        regress | integration)
+        regress | isolation | integration)
             cluster_for "$major"
             run_layer "$layer" "$major" "$layer" "$major"
             release_cluster ;;
@@ -274,9 +313,11 @@ if [ "$LAYER" = all ]; then
     run lint
     for major in "${PG_MAJORS[@]}"; do
         run_major pgtest "$major"
-        # pg_regress and the integration tests share one scratch cluster per major.
+        # pg_regress, the isolation specs and the integration tests share one scratch
+        # cluster per major.
         cluster_for "$major"
         run_layer regress "$major" regress "$major"
+        run_layer isolation "$major" isolation "$major"
         run_layer integration "$major" integration "$major"
         release_cluster
     done

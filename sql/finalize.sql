@@ -59,3 +59,25 @@ COMMENT ON FUNCTION apikey.list_audit_events(text, timestamptz) IS
 
 COMMENT ON FUNCTION apikey.current_identity() IS
 'The identity pg_apikey uses for the current caller: the role name for an ordinary role, the claim named by apikey.identity_claim in request.jwt.claims for a gateway role (apikey.gateway_roles), NULL for a trusted caller or a missing claim. For the application''s RLS policies.';
+
+-- 0.3.0: verify's per-backend facts (imported keys in use, owners with limits) are
+-- invalidated by the tables themselves, whoever writes them: the API functions, a
+-- superuser's DML, a restore, a logical-replication apply worker (ENABLE ALWAYS).
+ALTER FUNCTION apikey.invalidate_verify_caches() SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION apikey.invalidate_verify_caches() IS
+'Trigger of apikey.keys (imported keys added, revoked or removed) and apikey.owner_limits (owners added or removed): tells every backend, at commit, to read verify''s per-backend facts again. Not for calling directly.';
+CREATE TRIGGER imported_key_added AFTER INSERT ON apikey.keys
+    FOR EACH ROW WHEN (NEW.imported) EXECUTE FUNCTION apikey.invalidate_verify_caches();
+CREATE TRIGGER imported_key_changed AFTER UPDATE OF imported, revoked_at ON apikey.keys
+    FOR EACH ROW WHEN (OLD.imported OR NEW.imported) EXECUTE FUNCTION apikey.invalidate_verify_caches();
+CREATE TRIGGER imported_key_removed AFTER DELETE ON apikey.keys
+    FOR EACH ROW WHEN (OLD.imported) EXECUTE FUNCTION apikey.invalidate_verify_caches();
+CREATE TRIGGER keys_truncated AFTER TRUNCATE ON apikey.keys
+    FOR EACH STATEMENT EXECUTE FUNCTION apikey.invalidate_verify_caches();
+CREATE TRIGGER owners_changed AFTER INSERT OR DELETE OR UPDATE OF owner_kind, owner_id OR TRUNCATE
+    ON apikey.owner_limits FOR EACH STATEMENT EXECUTE FUNCTION apikey.invalidate_verify_caches();
+ALTER TABLE apikey.keys ENABLE ALWAYS TRIGGER imported_key_added;
+ALTER TABLE apikey.keys ENABLE ALWAYS TRIGGER imported_key_changed;
+ALTER TABLE apikey.keys ENABLE ALWAYS TRIGGER imported_key_removed;
+ALTER TABLE apikey.keys ENABLE ALWAYS TRIGGER keys_truncated;
+ALTER TABLE apikey.owner_limits ENABLE ALWAYS TRIGGER owners_changed;

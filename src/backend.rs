@@ -44,11 +44,111 @@ pub fn plus(t: TimestampWithTimeZone, iv: Interval) -> TimestampWithTimeZone {
     .expect("a timestamptz plus an interval is a timestamptz")
 }
 
+/// The longest window or refill interval a limit may have: 100 years (as PostgreSQL
+/// compares intervals: a month is 30 days). Longer ones would make `now + window`
+/// overflow a timestamptz, failing every verify of the key.
+pub const MAX_PERIOD_DAYS: i128 = 100 * 12 * 30;
+
+/// Whether `iv` is at most [`MAX_PERIOD_DAYS`] long.
+pub fn within_max_period(iv: Interval) -> bool {
+    let micros = i128::from(iv.months()) * 30 * 86_400_000_000
+        + i128::from(iv.days()) * 86_400_000_000
+        + i128::from(iv.micros());
+    micros <= MAX_PERIOD_DAYS * 86_400_000_000
+}
+
+/// PostgreSQL's own reading of an interval's text (`interval_in`, in the session's
+/// `IntervalStyle`); `None` when it is not one. No error is left half-handled: from 16
+/// on, `interval_in` reports a bad input as a soft error; on 15, it runs in an internal
+/// subtransaction that is rolled back when it raises.
+pub fn parse_interval(text: &str) -> Option<Interval> {
+    let c = std::ffi::CString::new(text).ok()?;
+    parse_interval_c(&c)
+}
+
+#[cfg(not(feature = "pg15"))]
+fn parse_interval_c(text: &CStr) -> Option<Interval> {
+    let mut escontext = pg_sys::ErrorSaveContext {
+        type_: pg_sys::NodeTag::T_ErrorSaveContext,
+        error_occurred: false,
+        details_wanted: false,
+        error_data: std::ptr::null_mut(),
+    };
+    let mut result = Datum::from(0);
+    let mut flinfo = pg_sys::FmgrInfo::default();
+    // SAFETY: fills flinfo for the built-in interval_in, in the current memory context.
+    unsafe { pg_sys::fmgr_info(pg_sys::Oid::from(pg_sys::F_INTERVAL_IN), &mut flinfo) };
+    // SAFETY: interval_in with a NUL-terminated string, no type modifier, and an
+    // ErrorSaveContext node that lives for the call: a bad input sets error_occurred and
+    // returns false instead of raising.
+    let ok = unsafe {
+        pg_sys::InputFunctionCallSafe(
+            &mut flinfo,
+            text.as_ptr().cast_mut(),
+            pg_sys::InvalidOid,
+            -1,
+            std::ptr::addr_of_mut!(escontext).cast(),
+            &mut result,
+        )
+    };
+    if !ok || escontext.error_occurred {
+        return None;
+    }
+    // SAFETY: a non-null interval datum interval_in returned.
+    unsafe { <Interval as pgrx::FromDatum>::from_datum(result, false) }
+}
+
+#[cfg(feature = "pg15")]
+fn parse_interval_c(text: &CStr) -> Option<Interval> {
+    // SAFETY: the current memory context and resource owner, restored after the
+    // subtransaction as PL/pgSQL's exception blocks do; the subtransaction is released on
+    // success and rolled back (with whatever interval_in left) on error. pgrx's catch
+    // copies and flushes the error before the rollback.
+    unsafe {
+        let (context, owner) = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        let parsed = PgTryBuilder::new(|| {
+            pgrx::direct_function_call::<Interval>(
+                pg_sys::interval_in,
+                &[
+                    Some(Datum::from(text.as_ptr())),
+                    Some(Datum::from(pg_sys::InvalidOid)),
+                    Some(Datum::from(-1i32)),
+                ],
+            )
+        })
+        .catch_others(|_| None)
+        .execute();
+        if parsed.is_some() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+        parsed
+    }
+}
+
 /// Whether this transaction cannot write: a read-only transaction, or a hot standby.
 pub fn read_only() -> bool {
     // SAFETY: XactReadOnly is a backend global set by the transaction machinery;
     // RecoveryInProgress reads shared state under its own lock.
     unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() }
+}
+
+/// Whether the transaction reads through one snapshot taken at its start (REPEATABLE
+/// READ or SERIALIZABLE), rather than a new one per statement (READ COMMITTED).
+pub fn uses_transaction_snapshot() -> bool {
+    // SAFETY: XactIsoLevel is a backend global set by the transaction machinery.
+    unsafe { pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32 }
+}
+
+/// Whether this transaction has written anything yet (it has a transaction id).
+pub fn has_written() -> bool {
+    // SAFETY: reads the backend's transaction state; valid inside any function call.
+    unsafe { pg_sys::GetTopTransactionIdIfAny() != pg_sys::InvalidTransactionId }
 }
 
 /// Whether the current statement runs inside an explicit transaction block.

@@ -187,11 +187,18 @@ pub fn require_clearable(clear: &[String]) {
     }
 }
 
-/// 22023 for an interval setting that is given and not positive.
+/// 22023 for an interval setting that is given and not positive, or longer than 100
+/// years (`now` plus it must stay a timestamp).
 fn require_positive(name: &str, value: Option<Interval>, example: &str) {
     if value.is_some_and(|iv| iv.as_micros() <= 0) {
         error::bad_arg(
             format!("{name} must be positive"),
+            format!("Pass an interval such as {example}."),
+        );
+    }
+    if value.is_some_and(|iv| !crate::backend::within_max_period(iv)) {
+        error::bad_arg(
+            format!("{name} must be at most 100 years"),
             format!("Pass an interval such as {example}."),
         );
     }

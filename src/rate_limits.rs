@@ -3,8 +3,6 @@
 //! element. The list is stored as the jsonb value given; the parsed form is what
 //! verify meters by.
 use pgrx::datum::Interval;
-use pgrx::pg_sys::{self, Datum};
-use pgrx::PgTryBuilder;
 
 use crate::error;
 use crate::jsonb::{Jsonb, Value};
@@ -109,11 +107,11 @@ fn read_one(item: &Value) -> Result<RateLimit, String> {
         }
     };
     let window_text = window.ok_or("\"window\" is missing")?;
-    let window = match parse_interval(&window_text) {
-        Some(iv) if positive(iv) => iv,
+    let window = match crate::backend::parse_interval(&window_text) {
+        Some(iv) if positive(iv) && crate::backend::within_max_period(iv) => iv,
         _ => {
             return Err(format!(
-                "\"window\" must be a positive interval such as \"1 minute\", not \"{window_text}\""
+                "\"window\" must be a positive interval of at most 100 years such as \"1 minute\", not \"{window_text}\""
             ))
         }
     };
@@ -137,27 +135,6 @@ fn valid_name(name: &str) -> bool {
 fn positive(iv: Interval) -> bool {
     let parts = [i64::from(iv.months()), i64::from(iv.days()), iv.micros()];
     parts.iter().all(|&p| p >= 0) && parts.iter().any(|&p| p > 0)
-}
-
-/// PostgreSQL's own reading of an interval's text; `None` when it is not one.
-fn parse_interval(text: &str) -> Option<Interval> {
-    let c = std::ffi::CString::new(text).ok()?;
-    PgTryBuilder::new(|| {
-        // SAFETY: interval_in reads a C string; on bad input it raises, caught below. It
-        // changes no state, so nothing needs undoing after the error.
-        unsafe {
-            pgrx::direct_function_call::<Interval>(
-                pg_sys::interval_in,
-                &[
-                    Some(Datum::from(c.as_ptr())),
-                    Some(Datum::from(pg_sys::InvalidOid)),
-                    Some(Datum::from(-1i32)),
-                ],
-            )
-        }
-    })
-    .catch_others(|_| None)
-    .execute()
 }
 
 /// Whether the list names a limit `default` (which the rate_limit_max/rate_limit_window

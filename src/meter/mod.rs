@@ -77,6 +77,12 @@ impl Window {
             .is_some_and(|n| n <= self.limit)
     }
 
+    /// Whether a fresh window would admit the call (a `cost` window whose limit is below
+    /// the cost never does).
+    fn can_ever_admit(&self, cost: i64) -> bool {
+        self.unit.increment(cost) <= self.limit
+    }
+
     /// The state after admitting a call (a call that counts nothing starts no window).
     fn spend(&self, now: Micros, cost: i64) -> Window {
         let inc = self.unit.increment(cost);
@@ -136,6 +142,12 @@ impl Quota {
         self.left(now) >= cost
     }
 
+    /// Whether the call is admitted now or after some refill (a refill smaller than the
+    /// cost never admits it).
+    fn can_ever_admit(&self, now: Micros, cost: i64) -> bool {
+        self.admits(now, cost) || self.refill.is_some_and(|r| r.amount >= cost)
+    }
+
     /// How long until the next refill, for a refused call.
     fn retry_after(&self, now: Micros) -> Option<Micros> {
         self.refill.filter(|r| r.at > now).map(|r| r.at - now)
@@ -179,17 +191,29 @@ pub enum Verdict {
 }
 
 /// Decide one call of `cost` (≥ 0) at `now` against the key's and its owner's limits.
+/// A refused call that no wait would admit (its cost above a `cost` window's limit, or
+/// above what a quota refills to) has no `retry_after`: a client must not retry it.
 pub fn decide(now: Micros, cost: i64, key: &Limits, owner: &Limits) -> Verdict {
+    let quotas = [key.quota, owner.quota];
+    let never = key
+        .windows
+        .iter()
+        .chain(&owner.windows)
+        .any(|w| !w.can_ever_admit(cost))
+        || quotas
+            .iter()
+            .flatten()
+            .any(|q| !q.can_ever_admit(now, cost));
     let windows = key.windows.iter().chain(&owner.windows);
     let refusing: Vec<&Window> = windows.filter(|w| !w.admits(now, cost)).collect();
     if !refusing.is_empty() {
         let retry_after = refusing
             .iter()
             .filter_map(|w| w.reset_at.map(|r| r - now))
-            .max();
+            .max()
+            .filter(|_| !never);
         return Verdict::RateLimited { retry_after };
     }
-    let quotas = [key.quota, owner.quota];
     let short: Vec<&Quota> = quotas
         .iter()
         .flatten()
@@ -199,7 +223,7 @@ pub fn decide(now: Micros, cost: i64, key: &Limits, owner: &Limits) -> Verdict {
         // A quota that never refills makes the wait unbounded: no retry time then.
         let waits: Option<Vec<Micros>> = short.iter().map(|q| q.retry_after(now)).collect();
         return Verdict::UsageExceeded {
-            retry_after: waits.and_then(|w| w.into_iter().max()),
+            retry_after: waits.and_then(|w| w.into_iter().max()).filter(|_| !never),
         };
     }
     let spend = |l: &Limits| {

@@ -194,3 +194,48 @@ fn counts_do_not_overflow() {
         Verdict::RateLimited { .. }
     ));
 }
+
+#[test]
+fn a_call_no_wait_admits_has_no_retry_after() {
+    // A cost window of 5 with 4 counted: cost 2 waits for the window's end; cost 6 never fits.
+    let w = window(5, Unit::Cost, 4, Some(NOW + SEC));
+    assert_eq!(
+        decide(NOW, 2, &limits(vec![w], None), &Limits::default()),
+        Verdict::RateLimited {
+            retry_after: Some(SEC)
+        }
+    );
+    assert_eq!(
+        decide(NOW, 6, &limits(vec![w], None), &Limits::default()),
+        Verdict::RateLimited { retry_after: None }
+    );
+    // A quota refilled to 10 every hour, 1 left: cost 5 waits for the refill, cost 11 never fits.
+    let q = Quota {
+        remaining: 1,
+        refill: Some(Refill {
+            amount: 10,
+            at: NOW + 3600 * SEC,
+        }),
+    };
+    assert_eq!(
+        decide(NOW, 5, &limits(vec![], Some(q)), &Limits::default()),
+        Verdict::UsageExceeded {
+            retry_after: Some(3600 * SEC)
+        }
+    );
+    assert_eq!(
+        decide(NOW, 11, &limits(vec![], Some(q)), &Limits::default()),
+        Verdict::UsageExceeded { retry_after: None }
+    );
+    // Rate limited now, but the owner's quota could never pay for it: no retry either.
+    let roomy = window(5, Unit::Requests, 5, Some(NOW + SEC));
+    assert_eq!(
+        decide(
+            NOW,
+            11,
+            &limits(vec![roomy], None),
+            &limits(vec![], Some(q))
+        ),
+        Verdict::RateLimited { retry_after: None }
+    );
+}

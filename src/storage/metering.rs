@@ -62,13 +62,22 @@ pub enum Schema {
     Current,
 }
 
+/// A key's limits, and the settings verify decided on before it read them (as the row
+/// is when read: after the lock, if locked).
+pub struct KeyMeter {
+    pub metered: Metered,
+    pub enabled: bool,
+    pub expires_at: Option<TimestampWithTimeZone>,
+    pub permissions: Option<Jsonb>,
+}
+
 /// Key `key_id`'s limits at `now`, its row locked when `lock`; `None`: gone or revoked.
 pub fn key_meter(
     key_id: Uuid,
     now: TimestampWithTimeZone,
     lock: bool,
     schema: Schema,
-) -> Option<Metered> {
+) -> Option<KeyMeter> {
     let stmt = match (lock, schema) {
         (true, Schema::Current) => &KEY_METER_LOCKED,
         (false, Schema::Current) => &KEY_METER,
@@ -83,7 +92,12 @@ pub fn key_meter(
             reset_at: col(row, "rate_window_reset_at").map(micros),
             next_reset: micros(req(row, "default_next_reset")),
         });
-        metered_row(row, now, default)
+        KeyMeter {
+            metered: metered_row(row, now, default),
+            enabled: req(row, "enabled"),
+            expires_at: col(row, "expires_at"),
+            permissions: col(row, "permissions"),
+        }
     })
 }
 

@@ -135,7 +135,7 @@ impl Required {
     /// Whether the key's granted `permissions` meet the requirement. A plain object is
     /// met when jsonb containment says so (decided in C, the common case); otherwise, and
     /// for queries, the granted value is read and the requirement evaluated (`"*"` grants).
-    fn granted_by(&self, permissions: Option<Jsonb>) -> bool {
+    pub(super) fn granted_by(&self, permissions: Option<Jsonb>) -> bool {
         match permissions {
             Some(granted)
                 if self.requirement.is_plain() && jsonb::contains(granted, self.value) =>
@@ -183,7 +183,7 @@ pub fn decide(
     let owner = Owner::of_key(org_id.as_deref(), user_id.as_deref())
         .filter(|&o| facts::owner_may_have_limits(o));
     if k.is_limited() || owner.is_some() {
-        settings::with_pinned_search_path(|| as_owner(|| metered(k, owner, cost, now)))
+        settings::with_pinned_search_path(|| as_owner(|| metered(k, owner, required, cost, now)))
     } else {
         touch(&k, now);
         Outcome::of(Some(k), Code::Valid)

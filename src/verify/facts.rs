@@ -11,6 +11,7 @@ use std::ffi::CStr;
 use std::rc::Rc;
 
 use pgrx::pg_sys;
+use pgrx::prelude::*;
 
 use crate::backend;
 use crate::owner::{Owner, OwnerKind};
@@ -72,8 +73,11 @@ pub fn register_invalidation() {
 
 /// Look a fact of [`Flags`] or [`Owners`] up in `table` (`None`: the table, or the
 /// column the fact needs, does not exist — a 0.1.0 schema), running `look` as the
-/// extension's owner, and `keep` it unless an invalidation arrived meanwhile (then it is
-/// used for this call only). `None` when there is no table.
+/// extension's owner, and `keep` it unless an invalidation arrived meanwhile, or the
+/// lookup read through a REPEATABLE READ or SERIALIZABLE transaction's snapshot: that
+/// snapshot may predate an invalidation this backend has already taken in, and what it
+/// says must not outlive the transaction. Then it is used for this call only. `None` when
+/// there is no table.
 fn look_up<T>(
     table: Option<pg_sys::Oid>,
     look: impl FnOnce() -> T,
@@ -84,7 +88,7 @@ fn look_up<T>(
     let value = crate::settings::with_pinned_search_path(|| crate::caller::as_owner(look));
     FLAGS.with(|f| {
         let mut flags = f.get();
-        if flags.generation == before {
+        if flags.generation == before && !backend::uses_transaction_snapshot() {
             keep(&mut flags, oid, &value);
             f.set(flags);
         }
@@ -161,4 +165,17 @@ pub fn announce_change(table: &CStr) {
     if let Some(oid) = backend::apikey_relation(table) {
         backend::invalidate_relation(oid);
     }
+}
+
+/// `apikey.invalidate_verify_caches()`: the trigger on `apikey.keys` (rows of imported keys
+/// inserted, revoked or deleted) and `apikey.owner_limits` (owners added or removed) that
+/// tells every backend, at commit, that the facts above changed — whoever wrote: the API
+/// functions, a superuser's DML, a restore, a logical-replication apply worker (the
+/// triggers are `ENABLE ALWAYS`). It changes no row.
+#[pg_trigger]
+fn invalidate_verify_caches<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    backend::invalidate_relation(trigger.relid()?);
+    Ok(None)
 }

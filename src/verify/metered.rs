@@ -13,9 +13,11 @@ use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::decide::{Code, Outcome};
+use super::decide::{Code, Outcome, Required};
 use super::probe::KeyRead;
-use crate::backend::{in_transaction_block, micros, read_only, Micros};
+use crate::backend::{
+    has_written, in_transaction_block, micros, read_only, uses_transaction_snapshot, Micros,
+};
 use crate::caller::as_owner;
 use crate::error;
 use crate::meter::report::{describe, Metered, Scope};
@@ -36,13 +38,23 @@ struct Read {
 enum Found {
     /// The key was revoked or deleted since the probe.
     Gone,
+    /// The key's row, once locked, says no: another transaction disabled it, let it
+    /// expire or changed its permissions while this call waited for the lock.
+    Refused(Code, Option<i64>),
     /// No limits apply after all (the owner has none).
     Unlimited,
     Limits(Read),
 }
 
-/// Read the key's and the owner's limits at `now`, each row locked when `lock`.
-fn read(k: &KeyRead, owner: Option<Owner<'_>>, now: TimestampWithTimeZone, writes: bool) -> Found {
+/// Read the key's and the owner's limits at `now`, each row locked when the call writes.
+/// The key's row is checked again as it is then: the probe read it before the lock.
+fn read(
+    k: &KeyRead,
+    owner: Option<Owner<'_>>,
+    required: Option<&Required>,
+    now: TimestampWithTimeZone,
+    writes: bool,
+) -> Found {
     let lock = writes && !read_only();
     let schema = if k.is_from_0_1_0() {
         Schema::V0_1_0
@@ -53,10 +65,20 @@ fn read(k: &KeyRead, owner: Option<Owner<'_>>, now: TimestampWithTimeZone, write
         if writes {
             require_writable();
         }
-        match metering::key_meter(k.id(), now, lock, schema) {
-            Some(m) => Some(m),
-            None => return Found::Gone,
+        let Some(m) = metering::key_meter(k.id(), now, lock, schema) else {
+            return Found::Gone;
+        };
+        let remaining = m.metered.limits.quota.map(|q| q.remaining);
+        if !m.enabled {
+            return Found::Refused(Code::KeyDisabled, remaining);
         }
+        if m.expires_at.is_some_and(|t| micros(t) <= micros(now)) {
+            return Found::Refused(Code::KeyExpired, remaining);
+        }
+        if !required.is_none_or(|r| r.granted_by(m.permissions)) {
+            return Found::Refused(Code::InsufficientPermissions, remaining);
+        }
+        Some(m.metered)
     } else {
         None
     };
@@ -76,12 +98,24 @@ fn read(k: &KeyRead, owner: Option<Owner<'_>>, now: TimestampWithTimeZone, write
 pub(super) fn metered(
     k: KeyRead,
     owner: Option<Owner<'_>>,
+    required: Option<&Required>,
     cost: i64,
     now: TimestampWithTimeZone,
 ) -> Outcome {
     let writes = cost > 0;
-    let read = match read(&k, owner, now, writes) {
+    if writes && !read_only() {
+        // Before the rows are locked: a lock gives the transaction an id, and an id
+        // before this verify means the application wrote first.
+        relax_commit_for_usage();
+    }
+    let read = match read(&k, owner, required, now, writes) {
         Found::Gone => return Outcome::not_found(),
+        Found::Refused(code, remaining) => {
+            return Outcome {
+                remaining,
+                ..Outcome::of(Some(k), code)
+            }
+        }
         Found::Unlimited => {
             touch(&k, now);
             return Outcome::of(Some(k), Code::Valid);
@@ -90,7 +124,6 @@ pub(super) fn metered(
     };
     if writes {
         require_writable();
-        relax_commit_for_usage();
     }
     let (key_state, owner_state) = (&read.key, &read.owner);
     let now_us = micros(now);
@@ -182,12 +215,15 @@ fn rate_limits(
 }
 
 /// Record a use that spends nothing: `last_used_at`, at most once per
-/// `apikey.last_used_resolution`, never waiting, never in a read-only transaction.
+/// `apikey.last_used_resolution`, never waiting, never in a read-only transaction. It is
+/// a hint, and must never fail an authentication: not under REPEATABLE READ or
+/// SERIALIZABLE either, where a row touched by another session after the snapshot would
+/// raise 40001 (the touch is left to the next verify in READ COMMITTED).
 pub(super) fn touch(k: &KeyRead, now: TimestampWithTimeZone) {
     let resolution = settings::last_used_resolution_micros();
     let now_tz = pg_sys::TimestampTz::from(now);
     let touch_due = k.last_used_at().is_none_or(|t| t <= now_tz - resolution);
-    if touch_due && !read_only() {
+    if touch_due && !read_only() && !uses_transaction_snapshot() {
         relax_commit_for_usage();
         settings::with_pinned_search_path(|| {
             as_owner(|| storage::key_touch(k.id(), now, Interval::from_micros(resolution)))
@@ -208,9 +244,12 @@ fn require_writable() {
 
 /// With `apikey.usage_synchronous_commit = off`, let the single-statement transaction of
 /// a verify that records usage commit without waiting for its WAL flush. Never inside an
-/// explicit transaction block, whose other writes are the application's.
+/// explicit transaction block, whose other writes are the application's, nor when the
+/// transaction has written before this verify (a DO block, a function or a writable CTE
+/// that wrote first, or an earlier statement of a pipeline). What the same implicit
+/// transaction writes after the verify commits asynchronously too (docs/operations.md).
 fn relax_commit_for_usage() {
-    if settings::USAGE_SYNCHRONOUS_COMMIT.get() || in_transaction_block() {
+    if settings::USAGE_SYNCHRONOUS_COMMIT.get() || in_transaction_block() || has_written() {
         return;
     }
     settings::set_local(c"synchronous_commit", c"off");

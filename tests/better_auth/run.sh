@@ -168,7 +168,14 @@ if ! run_stage "make_keys.mjs" timeout 180 "${NODE[@]}" "$HERE/make_keys.mjs" "$
 nkeys="$(grep -c '^better-auth key ' "$BASE/stage.out" || true)"
 # How many of them the migration must import (the others' organization is gone).
 nimport="$("$VENV/bin/python" -c 'import json, sys; print(sum(k["pg_apikey"]["imported"] for k in json.load(open(sys.argv[1]))["keys"]))' "$BASE/keys.json")"
-say "better-auth check ok: better-auth 1.7.5 made $nkeys keys and read back its own answers"
+nlisted="$("$VENV/bin/python" -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["keys"]))' "$BASE/keys.json")"
+if [ "$nkeys" -gt 0 ] && [ "$nkeys" = "$nlisted" ]; then
+    say "better-auth check ok: better-auth 1.7.5 made $nkeys keys and read back its own answers"
+else
+    say "better-auth check FAILED: make_keys.mjs printed $nkeys keys, keys.json lists $nlisted"
+    finish
+    exit 1
+fi
 
 # A copy as better-auth left it, where the application answers membership questions
 # itself from better-auth's tables (as examples/better_auth_membership.sql does).

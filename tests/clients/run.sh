@@ -209,6 +209,14 @@ fact() { # fact WHAT EXPECTED ACTUAL
 }
 
 FACTS_FAILED=0
+# step PSQL ARGS…: a statement that sets up or resets a fact (run as part of a check, where
+# errexit does not hold): stops at its first error, and a failure is a failed check.
+step() {
+    if ! "$1" -v ON_ERROR_STOP=1 "${@:2}" >/dev/null; then
+        echo "client check FAILED: setup step: ${*:2}"
+        FACTS_FAILED=1
+    fi
+}
 documented_facts() {
     local direct=(psql -X -At -h 127.0.0.1 -p "$PG_PORT" -d "$DB") pooled=(psql -X -At -h 127.0.0.1 -p "$BOUNCER_PORT" -d "$DB")
     # ALTER SYSTEM of an apikey.* setting needs the library loaded in that session.
@@ -216,39 +224,39 @@ documented_facts() {
         "$("${direct[@]}" -U postgres -v VERBOSITY=sqlstate -c "ALTER SYSTEM SET apikey.last_used_resolution = 30" 2>&1)"
     fact "LOAD 'pg_apikey' first, then ALTER SYSTEM SET apikey.* works" "ALTER SYSTEM" \
         "$("${direct[@]}" -U postgres -c "LOAD 'pg_apikey'" -c "ALTER SYSTEM SET apikey.last_used_resolution = 30" 2>&1 | tail -1)"
-    "${direct[@]}" -U postgres -c "LOAD 'pg_apikey'" -c "ALTER SYSTEM RESET apikey.last_used_resolution" >/dev/null
+    step "${direct[@]}" -U postgres -c "LOAD 'pg_apikey'" -c "ALTER SYSTEM RESET apikey.last_used_resolution"
     # ... or have every new session load it (no restart; shared_preload_libraries needs one).
-    "${direct[@]}" -U postgres -c "ALTER SYSTEM SET session_preload_libraries = 'pg_apikey'" -c "SELECT pg_reload_conf()" >/dev/null
+    step "${direct[@]}" -U postgres -c "ALTER SYSTEM SET session_preload_libraries = 'pg_apikey'" -c "SELECT pg_reload_conf()"
     fact "with session_preload_libraries = 'pg_apikey', a fresh session's ALTER SYSTEM SET apikey.* works" "ALTER SYSTEM" \
         "$("${direct[@]}" -U postgres -c "ALTER SYSTEM SET apikey.last_used_resolution = 30" 2>&1)"
-    "${direct[@]}" -U postgres -c "ALTER SYSTEM RESET apikey.last_used_resolution" \
-        -c "ALTER SYSTEM RESET session_preload_libraries" -c "SELECT pg_reload_conf()" >/dev/null
+    step "${direct[@]}" -U postgres -c "ALTER SYSTEM RESET apikey.last_used_resolution" \
+        -c "ALTER SYSTEM RESET session_preload_libraries" -c "SELECT pg_reload_conf()"
 
     # ALTER ROLE ... SET reaches a pooled server connection only when it reconnects.
     # (The prefix a new key gets: what pg_apikey itself reads.)
     local prefix="SELECT prefix FROM apikey.create_api_key(org_id => 'clients-facts')"
-    "${direct[@]}" -U postgres -c "SELECT id FROM apikey.create_organization('clients-facts')" >/dev/null
-    "${pooled[@]}" -U clients_service -c "$prefix" >/dev/null # a server connection made before the change
-    "${direct[@]}" -U postgres -c "ALTER ROLE clients_service SET apikey.default_prefix = 'pool_'" >/dev/null
+    step "${direct[@]}" -U postgres -c "SELECT id FROM apikey.create_organization('clients-facts')"
+    step "${pooled[@]}" -U clients_service -c "$prefix" # a server connection made before the change
+    step "${direct[@]}" -U postgres -c "ALTER ROLE clients_service SET apikey.default_prefix = 'pool_'"
     fact "ALTER ROLE ... SET apikey.default_prefix: a new direct session sees it" "pool_" \
         "$("${direct[@]}" -U clients_service -c "$prefix")"
     fact "... a pooled server connection made before does not" "ak_" "$("${pooled[@]}" -U clients_service -c "$prefix")"
-    psql -X -q -h 127.0.0.1 -p "$BOUNCER_PORT" -U postgres -d pgbouncer -c "RECONNECT $DB" >/dev/null
+    step psql -X -q -h 127.0.0.1 -p "$BOUNCER_PORT" -U postgres -d pgbouncer -c "RECONNECT $DB"
     fact "... until PgBouncer reconnects it (RECONNECT, or server_lifetime)" "pool_" \
         "$("${pooled[@]}" -U clients_service -c "$prefix")"
-    "${direct[@]}" -U postgres -c "ALTER ROLE clients_service RESET apikey.default_prefix" >/dev/null
-    psql -X -q -h 127.0.0.1 -p "$BOUNCER_PORT" -U postgres -d pgbouncer -c "RECONNECT $DB" >/dev/null
+    step "${direct[@]}" -U postgres -c "ALTER ROLE clients_service RESET apikey.default_prefix"
+    step psql -X -q -h 127.0.0.1 -p "$BOUNCER_PORT" -U postgres -d pgbouncer -c "RECONNECT $DB"
 
     # Session-level SET ROLE stays on the server connection for the next client; SET LOCAL does not.
-    "${pooled[@]}" -U postgres -c "SET ROLE clients_app" >/dev/null
+    step "${pooled[@]}" -U postgres -c "SET ROLE clients_app"
     fact "through PgBouncer, a session SET ROLE leaks to the next client" "clients_app" \
         "$("${pooled[@]}" -U postgres -c "SELECT current_user")"
-    "${pooled[@]}" -U postgres -c "RESET ROLE" >/dev/null
+    step "${pooled[@]}" -U postgres -c "RESET ROLE"
     fact "SET LOCAL ROLE ends with its transaction" "clients_app postgres" \
         "$("${pooled[@]}" -U postgres -c "BEGIN" -c "SET LOCAL ROLE clients_app" -c "SELECT current_user" -c "COMMIT" -c "SELECT current_user" | grep -v -e BEGIN -e SET -e COMMIT | xargs)"
 
     # A LOGIN NOINHERIT role granted a service-role member is itself trusted: membership counts.
-    "${direct[@]}" -U postgres -c "CREATE ROLE clients_gateway LOGIN NOINHERIT" -c "GRANT clients_service TO clients_gateway" >/dev/null
+    step "${direct[@]}" -U postgres -c "CREATE ROLE clients_gateway LOGIN NOINHERIT" -c "GRANT clients_service TO clients_gateway"
     fact "a NOINHERIT login granted a service-role member: no privileges inherited, yet a member" "f|t" \
         "$("${direct[@]}" -U clients_gateway -c "SELECT pg_has_role('apikey_service', 'USAGE'), pg_has_role('apikey_service', 'MEMBER')")"
     fact "... and so a trusted caller: it creates organizations" "gateway-made-this" \

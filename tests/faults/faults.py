@@ -282,9 +282,14 @@ CLIENTS = 8
 QUOTA = 100_000
 
 
+# What docs/operations.md says a crash may lose with apikey.usage_synchronous_commit = off:
+# the uses acknowledged in about 3 × wal_writer_delay (200 ms by default) before it.
+ASYNC_LOSS_WINDOW = 0.6
+
+
 def crash_under_load(cluster, key, label):
     """8 clients verify `key` for ~2 s; kill -9 mid-load; restart. Returns
-    (acknowledged, acknowledged in the last second before the crash)."""
+    (acknowledged, acknowledged in the ASYNC_LOSS_WINDOW before the crash)."""
     clients = [Client(cluster, lambda conn: verify(conn, key), 30, 2_000_000) for _ in range(CLIENTS)]
     for c in clients:
         c.start()
@@ -303,8 +308,8 @@ def crash_under_load(cluster, key, label):
           f"{label}: kill -9 of the postmaster and its {children} children hit all {CLIENTS} clients mid-load")
     cluster.start()
     acked = sum(len(c.acks) for c in clients)
-    last_second = sum(1 for c in clients for t in c.acks if t >= crashed_at - 1.0)
-    return acked, last_second
+    in_window = sum(1 for c in clients for t in c.acks if t >= crashed_at - ASYNC_LOSS_WINDOW)
+    return acked, in_window
 
 
 def exhaust(cluster, key_id, key, admin, label, uses=20):
@@ -361,11 +366,12 @@ def group_crash_usage():
         recorded = QUOTA - remaining_of(admin, key_id)
         lost = max(0, acked - recorded)
         figure(f"async usage commit lost {lost} of {acked} acknowledged uses "
-               f"({last_second} acknowledged in the last second before the crash)")
+               f"({last_second} acknowledged in the last {ASYNC_LOSS_WINDOW} s before the crash)")
         check(acked >= 50, "async usage: the crash came under real load", f"only {acked} uses acknowledged")
         check(lost <= last_second,
-              "async usage: the uses lost are at most those acknowledged in the last second before the crash",
-              f"lost {lost}, {last_second} acknowledged in the last second")
+              f"async usage: the uses lost are at most those acknowledged in the last {ASYNC_LOSS_WINDOW} s "
+              "before the crash (3 × wal_writer_delay, as docs/operations.md says)",
+              f"lost {lost}, {last_second} acknowledged in that window")
         check(recorded <= acked + CLIENTS,
               "async usage: recorded uses exceed acknowledged ones by at most the verifies in flight",
               f"{recorded} recorded, {acked} acknowledged")
@@ -956,17 +962,26 @@ def group_maintenance():
             v.ready.wait(20)
         statements = ["REINDEX TABLE apikey.keys", "VACUUM FULL apikey.keys", "ANALYZE apikey.keys",
                       "CREATE INDEX faults_tmp_idx ON apikey.keys (created_at, name)", "DROP INDEX apikey.faults_tmp_idx"]
-        done, maintenance_error = [], None
+        done, maintenance_error, stalled = [], None, []
+        calls = lambda: [sum(v.codes.values()) for v in verifiers]  # noqa: E731
         started = time.monotonic()
         for _ in range(3):
             for sql in statements:
                 if maintenance_error or time.monotonic() - started > 60:
                     break
+                before = calls()
                 try:
                     admin.execute(sql)
                     done.append(sql)
                 except psycopg.Error as e:
                     maintenance_error = f"{sql}: {e.sqlstate}: {e}"
+                # Every verifier answers again once the statement is over (within 5 s):
+                # none is left blocked behind it.
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and not all(a > b for a, b in zip(calls(), before)):
+                    time.sleep(0.05)
+                if not all(a > b for a, b in zip(calls(), before)):
+                    stalled.append(f"{sql}: calls {before} -> {calls()}")
                 time.sleep(0.3)
         while time.monotonic() - started < 4:      # at least 4 s of load
             time.sleep(0.1)
@@ -983,6 +998,10 @@ def group_maintenance():
               maintenance_error or f"only {len(done)} ran")
         verifies = sum(sum(v.codes.values()) for v in verifiers)
         figure(f"maintenance: {verifies} verifies during {len(done)} maintenance statements")
+        check(not stalled and verifies >= 10 * len(done),
+              "maintenance: every verifying client answered again after each REINDEX, VACUUM FULL, "
+              "ANALYZE and CREATE/DROP INDEX (none left blocked)",
+              "; ".join(stalled) or f"only {verifies} verifies")
         used = {}
         for v in verifiers:
             used[v.n % 2] = used.get(v.n % 2, 0) + getattr(v, "quota_valid", 0)

@@ -13,7 +13,7 @@
 #                 (acknowledged <= recorded <= acknowledged + in-flight) and the quota then
 #                 admits exactly what is left (8 clients racing on 20 uses get 20 VALID).
 #                 Again with apikey.usage_synchronous_commit = off: the loss is printed
-#                 and must not exceed what was acknowledged in the last second.
+#                 and must not exceed what was acknowledged in the last 0.6 s (3 × wal_writer_delay).
 #   crash-create  kill -9 while clients create and rotate (grace 1 hour) keys: every key
 #                 a client received verifies VALID, audit rows and keys match one to one,
 #                 amcheck (B-tree indexes with heapallindexed, heap) finds nothing.

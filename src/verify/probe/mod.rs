@@ -22,11 +22,14 @@ thread_local! {
 }
 
 /// Forget the relations' oids when either, or every relation, is invalidated.
+/// With them, where the table's columns sit: an `ALTER TABLE` (a future update script)
+/// may move them or change their types without changing their number.
 fn forget_relations(relid: pg_sys::Oid) {
     RELATIONS.with(|r| {
         if let Some((keys, index)) = r.get() {
             if relid == pg_sys::InvalidOid || relid == keys || relid == index {
                 r.set(None);
+                row::forget_layout();
             }
         }
     });
@@ -61,6 +64,29 @@ fn relation_oid(name: &CStr, hint: &str) -> pg_sys::Oid {
     })
 }
 
+/// Whether `idx` (open) is what verify probes: a valid, ready, unique B-tree index of
+/// `keys` on one column, `digest`. A manually rebuilt or half-built index is not.
+///
+/// # Safety
+/// `idx` is an open index relation.
+unsafe fn digest_index_usable(idx: pg_sys::Relation, keys: pg_sys::Oid) -> bool {
+    // SAFETY: an open index relation has its pg_index row and pg_class row cached.
+    unsafe {
+        let index = (*idx).rd_index;
+        if index.is_null() || (*(*idx).rd_rel).relam != pg_sys::BTREE_AM_OID {
+            return false;
+        }
+        let index = &*index;
+        let digest = pg_sys::get_attnum(keys, c"digest".as_ptr());
+        index.indisvalid
+            && index.indisready
+            && index.indisunique
+            && index.indrelid == keys
+            && index.indnatts == 1
+            && index.indkey.values.as_slice(1).first() == Some(&digest)
+    }
+}
+
 /// `apikey.keys` and its digest index, open, with an index scan.
 struct KeyScan {
     rel: pg_sys::Relation,
@@ -76,13 +102,29 @@ impl KeyScan {
     /// # Safety
     /// Inside a transaction; `snapshot` is registered and outlives the scan.
     unsafe fn open(snapshot: pg_sys::Snapshot, mode: pg_sys::LOCKMODE) -> KeyScan {
-        let (keys, digest_index) = relations();
-        // SAFETY: oids of existing relations (an ERROR if dropped since), opened and
-        // locked as the executor does; the scan and slot are created on the open
+        // What other backends committed (a REINDEX … CONCURRENTLY, a DROP EXTENSION)
+        // clears the oids first.
+        backend::accept_invalidations();
+        let keys = relations().0;
+        // SAFETY: the oid of an existing relation (an ERROR if dropped since), opened and
+        // locked as the executor does.
+        let rel = unsafe { pg_sys::table_open(keys, mode) };
+        // The lock took in the invalidations committed until then: the index's oid is
+        // read only now, so that an index swapped by REINDEX CONCURRENTLY meanwhile is
+        // not opened by its old oid.
+        let digest_index = relations().1;
+        // SAFETY: as above, for the index; the scan and slot are created on the open
         // relations and released by Drop (or by the transaction's abort).
         unsafe {
-            let rel = pg_sys::table_open(keys, mode);
             let idx = pg_sys::index_open(digest_index, mode);
+            if !digest_index_usable(idx, keys) {
+                pg_sys::index_close(idx, pg_sys::NoLock as i32);
+                pg_sys::table_close(rel, pg_sys::NoLock as i32);
+                error::not_ready(
+                    "apikey.keys_digest_key is not a valid unique B-tree index on apikey.keys (digest)",
+                    "Rebuild it: REINDEX INDEX apikey.keys_digest_key (verify cannot find keys without it).",
+                );
+            }
             let cols = attnums(rel);
             #[cfg(not(feature = "pg18"))]
             let scan = pg_sys::index_beginscan(rel, idx, snapshot, 1, 0);

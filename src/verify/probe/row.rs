@@ -142,6 +142,11 @@ thread_local! {
         const { Cell::new((pg_sys::InvalidOid, 0, [NO_COLUMN; COLUMNS.len()])) };
 }
 
+/// Forget where the columns sit (the table was invalidated).
+pub(super) fn forget_layout() {
+    ATTNUMS.with(|c| c.set((pg_sys::InvalidOid, 0, [NO_COLUMN; COLUMNS.len()])));
+}
+
 /// Where [`COLUMNS`] sit in `rel`'s rows.
 ///
 /// # Safety

@@ -29,12 +29,24 @@ fn plain_verify_does_not_wait_on_an_open_transaction() {
         "ALTER ROLE \"{api}\" SET apikey.last_used_resolution = 0"
     ))
     .unwrap();
-    let (_, key) = org_key(&mut su, t, "");
+    let (id, key) = org_key(&mut su, t, "");
 
     let mut first = connect(&api);
     first.batch_execute("BEGIN").unwrap();
     assert_eq!(verify_code(&mut first, &key), "VALID");
-    // The first session now holds the key's row lock until it ends.
+    // The first session now holds the key's row lock until it ends: a lock of that row
+    // that does not wait fails (the precondition of what follows).
+    let locked = su
+        .query_one(
+            "SELECT 1 FROM apikey.keys WHERE id = $1::text::uuid FOR UPDATE NOWAIT",
+            &[&id],
+        )
+        .expect_err("the first session holds the key's row lock");
+    assert_eq!(
+        locked.code(),
+        Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE),
+        "{locked}"
+    );
 
     let mut second = connect(&api);
     second.batch_execute("SET lock_timeout = '2s'").unwrap();
@@ -159,4 +171,63 @@ fn maintenance_under_verify_load_raises_no_error() {
     for c in clients {
         assert!(c.join().unwrap() > 0, "every client verified");
     }
+}
+
+/// A limited key's verify waits for another transaction that holds the key's row (its
+/// use is counted there); a `lock_timeout` ends that wait with 55P03, as the docs say.
+#[test]
+fn limited_verify_waits_for_the_rows_holder_and_lock_timeout_ends_it() {
+    let _serial = one_at_a_time();
+    let t = "lktimeout";
+    let (mut su, api) = org_and_api_role(t);
+    let (_, key) = org_key(&mut su, t, "remaining => 10");
+    let mut first = connect(&api);
+    first.batch_execute("BEGIN").unwrap();
+    assert_eq!(verify_code(&mut first, &key), "VALID");
+
+    let mut second = connect(&api);
+    second.batch_execute("SET lock_timeout = '300ms'").unwrap();
+    let started = Instant::now();
+    let err = second
+        .query_one("SELECT code FROM apikey.verify_api_key($1)", &[&key])
+        .expect_err("the second verify waits for the first transaction, then times out");
+    assert_eq!(
+        err.code(),
+        Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "it waited {:?}",
+        started.elapsed()
+    );
+    first.batch_execute("COMMIT").unwrap();
+    // Once the holder commits, the key verifies again at once, with its use counted.
+    assert_eq!(verify_code(&mut second, &key), "VALID");
+}
+
+/// Under REPEATABLE READ, a limited key whose use another transaction committed after
+/// this transaction's snapshot raises 40001, as any concurrent update would.
+#[test]
+fn limited_verify_under_repeatable_read_after_a_concurrent_use_is_40001() {
+    let _serial = one_at_a_time();
+    let t = "lkrepeatable";
+    let (mut su, api) = org_and_api_role(t);
+    let (_, key) = org_key(&mut su, t, "remaining => 10");
+    let mut rr = connect(&api);
+    rr.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
+        .unwrap();
+    let mut other = connect(&api);
+    assert_eq!(verify_code(&mut other, &key), "VALID");
+    let err = rr
+        .query_one("SELECT code FROM apikey.verify_api_key($1)", &[&key])
+        .expect_err("the key's row changed after the snapshot");
+    assert_eq!(
+        err.code(),
+        Some(&postgres::error::SqlState::T_R_SERIALIZATION_FAILURE),
+        "{err}"
+    );
+    rr.batch_execute("ROLLBACK").unwrap();
+    // In READ COMMITTED (the default) the same call verifies.
+    assert_eq!(verify_code(&mut rr, &key), "VALID");
 }

@@ -8,6 +8,7 @@
 SELECT p.proname, p.provolatile AS volatility, p.proisstrict AS strict, p.proretset AS set_returning
   FROM pg_proc p
  WHERE p.pronamespace = 'apikey'::regnamespace
+   AND p.prorettype <> 'trigger'::regtype   -- the tables' triggers are not the interface
  ORDER BY p.proname;
 
 -- Each argument and each result column, in order. (No default or type here holds a
@@ -16,7 +17,7 @@ WITH f AS (
   SELECT p.proname, pg_get_function_arguments(p.oid) AS args,
          regexp_replace(pg_get_function_result(p.oid), '^TABLE\((.*)\)$', '\1') AS result
     FROM pg_proc p
-   WHERE p.pronamespace = 'apikey'::regnamespace)
+   WHERE p.pronamespace = 'apikey'::regnamespace AND p.prorettype <> 'trigger'::regtype)
 SELECT f.proname, 'argument' AS part, a.n, a.item
   FROM f, regexp_split_to_table(f.args, ', ') WITH ORDINALITY a(item, n)
  WHERE f.args <> ''

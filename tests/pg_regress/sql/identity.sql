@@ -170,6 +170,14 @@ SET ROLE regress_member;
 SELECT key FROM apikey.create_api_key(org_id => 'org_9f2');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+-- ... and return what its kind returns.
+CREATE FUNCTION app.counted_roles(org_id text, user_id text) RETURNS integer
+    LANGUAGE sql STABLE SET search_path = '' AS $$ SELECT 1 $$;
+SET apikey.member_roles_function = 'app.counted_roles';
+SET ROLE regress_owner;
+SELECT key FROM apikey.create_api_key(org_id => 'org_9f2');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
 SET apikey.member_roles_function = 'member_roles';
 SET ROLE regress_owner;
 SELECT key FROM apikey.create_api_key(org_id => 'org_9f2');
