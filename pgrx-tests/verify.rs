@@ -137,4 +137,19 @@ mod tests {
             "00000"
         );
     }
+
+    /// Where verify finds the columns of `apikey.keys` is forgotten with the table's
+    /// invalidation: an `ALTER TABLE` (of a future update script) that moves or retypes
+    /// columns without changing their number is never read with the old layout.
+    #[pg_test]
+    fn the_column_layout_is_forgotten_when_the_table_changes() {
+        org("layout");
+        let (_, key) = org_key("layout", "{}");
+        assert_eq!(code_of(&key), "VALID");
+        assert!(crate::verify::layout_is_known());
+        Spi::run("ALTER TABLE apikey.keys ALTER COLUMN name SET STATISTICS 200").unwrap();
+        assert!(!crate::verify::layout_is_known());
+        assert_eq!(code_of(&key), "VALID");
+        assert!(crate::verify::layout_is_known());
+    }
 }

@@ -32,6 +32,8 @@ pub use decide::decide_for_test;
 pub use facts::announce_change;
 #[cfg(any(test, feature = "pg_test"))]
 pub use facts::{imported_keys_exist as imported_keys_in_use, owner_may_have_limits};
+#[cfg(any(test, feature = "pg_test"))]
+pub use probe::layout_is_known;
 
 /// Called once from `_PG_init`: forget what each backend keeps when PostgreSQL
 /// invalidates the relations it depends on.

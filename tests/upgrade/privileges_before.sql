@@ -1,7 +1,9 @@
--- A DBA's privileges on the functions whose arguments or result columns 0.2.0 changes
--- (they are re-created by the update script): set on a 0.1.0 database before the update.
--- privileges_after.sql checks that they survive it.
-CREATE EXTENSION pg_apikey VERSION '0.1.0';
+-- A DBA's privileges on verify_api_key and create_api_key, set on a database at an
+-- earlier release (psql variable :version) before the update; privileges_after.sql
+-- checks that they survive it. 0.1.0 -> 0.2.0 re-creates both functions (new arguments
+-- and columns), so the update script must carry the privileges over; later updates must
+-- leave them alone.
+CREATE EXTENSION pg_apikey VERSION :'version';
 DO $$ BEGIN
     CREATE ROLE upgrade_app;
 EXCEPTION WHEN duplicate_object THEN NULL;
@@ -11,7 +13,17 @@ DO $$ BEGIN
 EXCEPTION WHEN duplicate_object THEN NULL;
 END $$;
 -- verify only for the application's role (which may pass it on); create for nobody else.
-REVOKE EXECUTE ON FUNCTION apikey.verify_api_key(text, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION apikey.verify_api_key(text, jsonb) TO upgrade_app WITH GRANT OPTION;
-REVOKE EXECUTE ON FUNCTION apikey.create_api_key(text, text, text, text, timestamptz, jsonb, jsonb,
-    bigint, bigint, interval, integer, interval) FROM PUBLIC;
+DO $$
+DECLARE
+    old boolean := (SELECT extversion = '0.1.0' FROM pg_extension WHERE extname = 'pg_apikey');
+    verify text := CASE WHEN old THEN 'apikey.verify_api_key(text, jsonb)'
+                        ELSE 'apikey.verify_api_key(text, jsonb, integer)' END;
+    create_key text := 'apikey.create_api_key(text, text, text, text, timestamptz, jsonb, jsonb, '
+                       'bigint, bigint, interval, integer, interval'
+                       || CASE WHEN old THEN ')' ELSE ', jsonb)' END;
+BEGIN
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', verify);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO upgrade_app WITH GRANT OPTION', verify);
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', create_key);
+END
+$$;

@@ -142,7 +142,7 @@ for major in "${PG_MAJORS[@]}"; do
         grep -q "quota_part_spent | t     | VALID" "$WORK/answers.before" || fail "the data set was built"
         psql_at "$dir" "$PORT" -d upgraded -f "$HERE/listing.sql" >"$WORK/listing.before"
         psql_at "$dir" "$PORT" -d postgres -c "CREATE DATABASE privileges"
-        psql_at "$dir" "$PORT" -d privileges -f "$HERE/privileges_before.sql" >/dev/null
+        psql_at "$dir" "$PORT" -d privileges -v version="$version" -f "$HERE/privileges_before.sql" >/dev/null
         # A package upgrade: stop, replace the library and the scripts, start.
         stop_cluster "$dir"
         install_extension

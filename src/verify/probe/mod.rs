@@ -12,6 +12,8 @@ use crate::error;
 
 mod row;
 
+#[cfg(any(test, feature = "pg_test"))]
+pub use row::layout_is_known;
 use row::{attnums, Column, COLUMNS};
 pub use row::{KeyRead, EXPIRES_AT, ID, METADATA, NAME, ORG_ID, PERMISSIONS, USER_ID};
 

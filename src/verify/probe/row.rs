@@ -142,6 +142,12 @@ thread_local! {
         const { Cell::new((pg_sys::InvalidOid, 0, [NO_COLUMN; COLUMNS.len()])) };
 }
 
+/// Whether where the columns sit is known (for tests).
+#[cfg(any(test, feature = "pg_test"))]
+pub fn layout_is_known() -> bool {
+    ATTNUMS.with(Cell::get).0 != pg_sys::InvalidOid
+}
+
 /// Forget where the columns sit (the table was invalidated).
 pub(super) fn forget_layout() {
     ATTNUMS.with(|c| c.set((pg_sys::InvalidOid, 0, [NO_COLUMN; COLUMNS.len()])));
