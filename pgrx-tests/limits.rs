@@ -200,4 +200,25 @@ mod tests {
             "20,000 metered verifies grew memory by {grown} bytes"
         );
     }
+
+    /// Interval texts (windows of stored `rate_limits`) are read as PostgreSQL reads them,
+    /// in the session's IntervalStyle, and kept per backend: a bad one is `None` each
+    /// time, never an error.
+    #[pg_test]
+    fn interval_texts_are_read_as_postgresql_reads_them() {
+        use crate::backend::parse_interval;
+        let micros = |text: &str| parse_interval(text).map(|iv| iv.as_micros());
+        assert_eq!(micros("1 minute"), Some(60_000_000));
+        assert_eq!(micros("1 minute"), Some(60_000_000));
+        assert!(parse_interval("soon").is_none());
+        assert!(parse_interval("soon").is_none());
+        // The one setting interval_in depends on: '-1 2:03:04' is -(1 day 2:03:04) in
+        // sql_standard style, and -1 day +2:03:04 in postgres style.
+        Spi::run("SET LOCAL IntervalStyle = 'sql_standard'").unwrap();
+        let standard = micros("-1 2:03:04");
+        Spi::run("SET LOCAL IntervalStyle = 'postgres'").unwrap();
+        let postgres = micros("-1 2:03:04");
+        assert!(standard.is_some() && postgres.is_some());
+        assert_ne!(standard, postgres);
+    }
 }

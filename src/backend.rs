@@ -61,9 +61,41 @@ pub fn within_max_period(iv: Interval) -> bool {
 /// `IntervalStyle`); `None` when it is not one. No error is left half-handled: from 16
 /// on, `interval_in` reports a bad input as a soft error; on 15, it runs in an internal
 /// subtransaction that is rolled back when it raises.
+///
+/// Verify reads the windows of stored `rate_limits` lists on every metered call, and they
+/// are few distinct texts ("1 minute", "1 day"): each backend keeps what it read, per
+/// `IntervalStyle` (the one setting `interval_in` depends on), up to
+/// [`INTERVALS_KEPT`] texts, so a call costs a hash lookup and no subtransaction.
 pub fn parse_interval(text: &str) -> Option<Interval> {
-    let c = std::ffi::CString::new(text).ok()?;
-    parse_interval_c(&c)
+    // SAFETY: IntervalStyle is a backend global (a GUC's variable).
+    let style = unsafe { pg_sys::IntervalStyle };
+    let kept = INTERVALS.with(|k| {
+        let k = k.borrow();
+        (k.0 == style).then(|| k.1.get(text).copied()).flatten()
+    });
+    if let Some(parsed) = kept {
+        return parsed;
+    }
+    let parsed = std::ffi::CString::new(text)
+        .ok()
+        .and_then(|c| parse_interval_c(&c));
+    INTERVALS.with(|k| {
+        let mut k = k.borrow_mut();
+        if k.0 != style || k.1.len() >= INTERVALS_KEPT {
+            *k = (style, std::collections::HashMap::new());
+        }
+        k.1.insert(text.to_string(), parsed);
+    });
+    parsed
+}
+
+/// How many interval texts a backend keeps read ([`parse_interval`]).
+pub const INTERVALS_KEPT: usize = 1024;
+
+thread_local! {
+    /// (IntervalStyle, text → what interval_in made of it).
+    static INTERVALS: RefCell<(i32, std::collections::HashMap<String, Option<Interval>>)> =
+        RefCell::new((-1, std::collections::HashMap::new()));
 }
 
 #[cfg(not(feature = "pg15"))]
