@@ -11,7 +11,6 @@ use crate::error;
 use crate::jsonb::Jsonb;
 use crate::key_settings::Settings;
 use crate::storage;
-use crate::verify::announce_change;
 
 /// Create an API key. The plaintext key is returned here and never again.
 #[pg_extern(volatile)]
@@ -150,8 +149,6 @@ fn revoke_api_key(
         }
         row
     });
-    // It may have been the last imported key in use.
-    announce_change(c"keys");
     match row {
         Some(row) => SetOfIterator::once(row.info),
         None => error::key_not_found(),
@@ -169,7 +166,6 @@ fn delete_api_key(key_id: Option<Uuid>) {
             error::key_not_found();
         }
     });
-    announce_change(c"keys");
 }
 
 /// Delete every expired key the caller may delete; returns how many.

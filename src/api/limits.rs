@@ -13,7 +13,6 @@ use crate::key_settings::Settings;
 use crate::meter::report::{describe, Scope};
 use crate::owner::{Owner, OwnerKind};
 use crate::storage::metering;
-use crate::verify::announce_change;
 
 /// The owner named by exactly one of `org_id` and `user_id`; 22023 otherwise.
 fn one_owner<'a>(org_id: Option<&'a str>, user_id: Option<&'a str>) -> Owner<'a> {
@@ -68,8 +67,7 @@ fn set_owner_limits(
         }
         metering::owner_limits_set(owner, &limits, &caller.actor(), now_tz());
     });
-    // Verifies of every backend learn, from this commit on, that owners have limits.
-    announce_change(c"owner_limits");
+    // Verifies of every backend learn of it at commit, from the table's trigger.
 }
 
 /// The limits shared by an owner's keys and their state now: trusted callers, members

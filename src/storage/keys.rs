@@ -263,9 +263,9 @@ const KEY_IMPORT_ARGS: [Oid; 21] = with_settings(
 static KEY_IMPORT: Stmt = stmt!("key_import.sql", KEY_IMPORT_ARGS);
 static KEY_ID_BY_DIGEST: Stmt = stmt!("key_id_by_digest.sql", [BYTEA]);
 
-/// Store an imported key with its `key_imported` audit row: `(id, true)`; or, when its
-/// digest is already stored, that key's id and `false` (nothing is written).
-pub fn key_import(k: ImportedKeyRow<'_>) -> (Uuid, bool) {
+/// Store an imported key with its `key_imported` audit row and return its id; or, when its
+/// digest is already stored, return that key's id (nothing is written).
+pub fn key_import(k: ImportedKeyRow<'_>) -> Uuid {
     let mut args = k.key.args();
     args.extend([
         k.enabled.into(),
@@ -273,10 +273,8 @@ pub fn key_import(k: ImportedKeyRow<'_>) -> (Uuid, bool) {
         k.created_at.into(),
         k.last_used_at.into(),
     ]);
-    if let Some(id) = one::<Uuid>(&KEY_IMPORT, &args) {
-        return (id, true);
-    }
-    let id = one::<Uuid>(&KEY_ID_BY_DIGEST, &[k.key.digest.into()])
-        .expect("a digest that conflicted on insert is stored");
-    (id, false)
+    one::<Uuid>(&KEY_IMPORT, &args).unwrap_or_else(|| {
+        one::<Uuid>(&KEY_ID_BY_DIGEST, &[k.key.digest.into()])
+            .expect("a digest that conflicted on insert is stored")
+    })
 }

@@ -135,7 +135,7 @@ impl Required {
     /// Whether the key's granted `permissions` meet the requirement. A plain object is
     /// met when jsonb containment says so (decided in C, the common case); otherwise, and
     /// for queries, the granted value is read and the requirement evaluated (`"*"` grants).
-    pub(super) fn granted_by(&self, permissions: Option<Jsonb>) -> bool {
+    fn granted_by(&self, permissions: Option<Jsonb>) -> bool {
         match permissions {
             Some(granted)
                 if self.requirement.is_plain() && jsonb::contains(granted, self.value) =>
@@ -145,6 +145,28 @@ impl Required {
             Some(granted) => self.requirement.is_met_by(Some(&granted.value())),
             None => self.requirement.is_met_by(None),
         }
+    }
+}
+
+/// The first refusal that a key's own settings give, in the contract's order: disabled,
+/// expired, then insufficient permissions (`permissions` is read only when a requirement
+/// is given). `None`: the key may be used, as far as its limits allow. Asked of the row
+/// as the probe read it, and again of the row as locked ([`super::metered`]).
+pub(super) fn own_refusal(
+    enabled: bool,
+    expires_at: Option<pg_sys::TimestampTz>,
+    now: TimestampWithTimeZone,
+    required: Option<&Required>,
+    permissions: impl FnOnce() -> Option<Jsonb>,
+) -> Option<Code> {
+    if !enabled {
+        Some(Code::KeyDisabled)
+    } else if expires_at.is_some_and(|t| t <= pg_sys::TimestampTz::from(now)) {
+        Some(Code::KeyExpired)
+    } else if !required.is_none_or(|r| r.granted_by(permissions())) {
+        Some(Code::InsufficientPermissions)
+    } else {
+        None
     }
 }
 
@@ -164,19 +186,15 @@ pub fn decide(
     if k.revoked() {
         return Outcome::not_found();
     }
-    let now_tz = pg_sys::TimestampTz::from(now);
-    let expired = k.expires_at().is_some_and(|t| t <= now_tz);
-    // Refused before any limit is looked at: remaining is the key's own, as stored.
-    let refused = |k: KeyRead, code: Code| Outcome {
-        remaining: k.remaining(),
-        ..Outcome::of(Some(k), code)
-    };
-    if !k.enabled() {
-        return refused(k, Code::KeyDisabled);
-    } else if expired {
-        return refused(k, Code::KeyExpired);
-    } else if !required.is_none_or(|r| r.granted_by(k.permissions())) {
-        return refused(k, Code::InsufficientPermissions);
+    let refusal = own_refusal(k.enabled(), k.expires_at(), now, required, || {
+        k.permissions()
+    });
+    if let Some(code) = refusal {
+        // Refused before any limit is looked at: remaining is the key's own, as stored.
+        return Outcome {
+            remaining: k.remaining(),
+            ..Outcome::of(Some(k), code)
+        };
     }
     // The owner whose limits may apply (None: surely none do).
     let (org_id, user_id) = (k.org_id(), k.user_id());

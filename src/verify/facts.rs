@@ -1,13 +1,12 @@
 //! Two facts verify needs on every call and that change rarely, kept per backend: which
 //! owners have limits ([`Owners`]), and whether imported keys are in use. Each is looked
 //! up once, then forgotten when `apikey.keys` or `apikey.owner_limits` is invalidated: the
-//! functions that can make either true (`set_owner_limits`, `import_api_key`) send that
-//! invalidation with their commit, see [`announce_change`]. A lookup that overlapped an
+//! tables' triggers send that invalidation with the commit of whatever changed either
+//! fact, see [`invalidate_verify_caches`]. A lookup that overlapped an
 //! invalidation is used once and not kept (`generation`). Safe code only: the catalog and
 //! invalidation calls are [`crate::backend`]'s.
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
-use std::ffi::CStr;
 use std::rc::Rc;
 
 use pgrx::pg_sys;
@@ -157,14 +156,6 @@ pub fn imported_keys_exist() -> bool {
         (flags.keys, flags.imported_keys_exist) = (oid, Some(v))
     })
     .unwrap_or(false)
-}
-
-/// Tell every backend, when this transaction commits, that `apikey.<table>` changed in a
-/// way the facts of [`Flags`] depend on.
-pub fn announce_change(table: &CStr) {
-    if let Some(oid) = backend::apikey_relation(table) {
-        backend::invalidate_relation(oid);
-    }
 }
 
 /// `apikey.invalidate_verify_caches()`: the trigger on `apikey.keys` (rows of imported keys

@@ -13,7 +13,7 @@ use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::decide::{Code, Outcome, Required};
+use super::decide::{own_refusal, Code, Outcome, Required};
 use super::probe::KeyRead;
 use crate::backend::{
     has_written, in_transaction_block, micros, read_only, uses_transaction_snapshot, Micros,
@@ -69,14 +69,9 @@ fn read(
             return Found::Gone;
         };
         let remaining = m.metered.limits.quota.map(|q| q.remaining);
-        if !m.enabled {
-            return Found::Refused(Code::KeyDisabled, remaining);
-        }
-        if m.expires_at.is_some_and(|t| micros(t) <= micros(now)) {
-            return Found::Refused(Code::KeyExpired, remaining);
-        }
-        if !required.is_none_or(|r| r.granted_by(m.permissions)) {
-            return Found::Refused(Code::InsufficientPermissions, remaining);
+        let expires_at = m.expires_at.map(micros);
+        if let Some(code) = own_refusal(m.enabled, expires_at, now, required, || m.permissions) {
+            return Found::Refused(code, remaining);
         }
         Some(m.metered)
     } else {

@@ -29,7 +29,6 @@ mod probe;
 
 #[cfg(any(test, feature = "pg_test"))]
 pub use decide::decide_for_test;
-pub use facts::announce_change;
 #[cfg(any(test, feature = "pg_test"))]
 pub use facts::{imported_keys_exist as imported_keys_in_use, owner_may_have_limits};
 #[cfg(any(test, feature = "pg_test"))]

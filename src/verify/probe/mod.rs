@@ -21,6 +21,10 @@ thread_local! {
     /// The oids of `apikey.keys` and its digest index, looked up once per backend and
     /// forgotten whenever PostgreSQL invalidates either relation (or everything).
     static RELATIONS: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
+    /// The digest index last found usable ([`digest_index_usable`]): each index is
+    /// checked once, and forgotten with the oids (a change of its `pg_index` row, as an
+    /// index marked invalid, invalidates it).
+    static INDEX_USABLE: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
 }
 
 /// Forget the relations' oids when either, or every relation, is invalidated.
@@ -31,6 +35,7 @@ fn forget_relations(relid: pg_sys::Oid) {
         if let Some((keys, index)) = r.get() {
             if relid == pg_sys::InvalidOid || relid == keys || relid == index {
                 r.set(None);
+                INDEX_USABLE.with(|u| u.set(pg_sys::InvalidOid));
                 row::forget_layout();
             }
         }
@@ -119,13 +124,16 @@ impl KeyScan {
         // relations and released by Drop (or by the transaction's abort).
         unsafe {
             let idx = pg_sys::index_open(digest_index, mode);
-            if !digest_index_usable(idx, keys) {
-                pg_sys::index_close(idx, pg_sys::NoLock as i32);
-                pg_sys::table_close(rel, pg_sys::NoLock as i32);
-                error::not_ready(
-                    "apikey.keys_digest_key is not a valid unique B-tree index on apikey.keys (digest)",
-                    "Rebuild it: REINDEX INDEX apikey.keys_digest_key (verify cannot find keys without it).",
-                );
+            if INDEX_USABLE.with(Cell::get) != digest_index {
+                if !digest_index_usable(idx, keys) {
+                    pg_sys::index_close(idx, pg_sys::NoLock as i32);
+                    pg_sys::table_close(rel, pg_sys::NoLock as i32);
+                    error::not_ready(
+                        "apikey.keys_digest_key is not a valid unique B-tree index on apikey.keys (digest)",
+                        "Rebuild it: REINDEX INDEX apikey.keys_digest_key (verify cannot find keys without it).",
+                    );
+                }
+                INDEX_USABLE.with(|u| u.set(digest_index));
             }
             let cols = attnums(rel);
             #[cfg(not(feature = "pg18"))]
