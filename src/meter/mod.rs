@@ -195,15 +195,17 @@ pub enum Verdict {
 /// above what a quota refills to) has no `retry_after`: a client must not retry it.
 pub fn decide(now: Micros, cost: i64, key: &Limits, owner: &Limits) -> Verdict {
     let quotas = [key.quota, owner.quota];
-    let never = key
-        .windows
-        .iter()
-        .chain(&owner.windows)
-        .any(|w| !w.can_ever_admit(cost))
-        || quotas
+    // Asked of refused calls only.
+    let never = || {
+        key.windows
             .iter()
-            .flatten()
-            .any(|q| !q.can_ever_admit(now, cost));
+            .chain(&owner.windows)
+            .any(|w| !w.can_ever_admit(cost))
+            || quotas
+                .iter()
+                .flatten()
+                .any(|q| !q.can_ever_admit(now, cost))
+    };
     let windows = key.windows.iter().chain(&owner.windows);
     let refusing: Vec<&Window> = windows.filter(|w| !w.admits(now, cost)).collect();
     if !refusing.is_empty() {
@@ -211,7 +213,7 @@ pub fn decide(now: Micros, cost: i64, key: &Limits, owner: &Limits) -> Verdict {
             .iter()
             .filter_map(|w| w.reset_at.map(|r| r - now))
             .max()
-            .filter(|_| !never);
+            .filter(|_| !never());
         return Verdict::RateLimited { retry_after };
     }
     let short: Vec<&Quota> = quotas
@@ -223,7 +225,7 @@ pub fn decide(now: Micros, cost: i64, key: &Limits, owner: &Limits) -> Verdict {
         // A quota that never refills makes the wait unbounded: no retry time then.
         let waits: Option<Vec<Micros>> = short.iter().map(|q| q.retry_after(now)).collect();
         return Verdict::UsageExceeded {
-            retry_after: waits.and_then(|w| w.into_iter().max()).filter(|_| !never),
+            retry_after: waits.and_then(|w| w.into_iter().max()).filter(|_| !never()),
         };
     }
     let spend = |l: &Limits| {
