@@ -165,21 +165,6 @@ CREATE TYPE apikey.key_info AS (
     imported            boolean
 );
 
--- A key's public fields from its stored row: the one place that builds apikey.key_info
--- (every statement that returns or records a key calls it; never the secret or digest).
--- PostgreSQL inlines it into the statements that call it, so it costs nothing per row;
--- a SET clause would stop that, and it needs none: it resolves no name but the
--- schema-qualified type, and reads only its argument's columns.
-CREATE FUNCTION apikey.key_info_of(k apikey.keys) RETURNS apikey.key_info
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$
-SELECT ROW(k.id, k.org_id, k.user_id, k.name, k.prefix, k.start, k.enabled, k.expires_at,
-           k.permissions, k.metadata, k.remaining, k.refill_amount, k.refill_interval,
-           k.rate_limit_max, k.rate_limit_window, k.created_at, k.last_used_at, k.revoked_at,
-           k.created_by_role, k.created_by_identity, k.updated_at, k.rotated_from,
-           k.replaced_by, k.rate_limits, k.imported)::apikey.key_info
-$$;
-
 -- 0.2.0: limits shared by every key of an owner — an organization's keys, or a user's own
 -- (user-owned) keys. Set with apikey.set_owner_limits. The same quota, refill and named
 -- rate limits as a key's, with their state; setting them again starts them over.
@@ -234,3 +219,65 @@ SELECT pg_catalog.pg_extension_config_dump('apikey.member_role_actions', 'WHERE 
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.owner_limits', '');
+
+-- 0.3.0: budget slots. Where verifies of one key, or of one owner's keys, come faster
+-- than one at a time, part of what is left of that party's quota and rate limits is
+-- handed out to slots, which verifies spend from in parallel (each locks one slot, not the
+-- party's row); the party's row keeps the rest. What is left in total is always the row's
+-- count plus what its slots hold, and a slot is only spent from while it holds enough:
+-- never more is admitted than the limits allow. Only verify and the functions that set
+-- limits write them (README, "Counting that scales").
+CREATE TABLE apikey.key_slots (
+    key_id  uuid NOT NULL REFERENCES apikey.keys (id) ON DELETE CASCADE,
+    slot    integer NOT NULL CHECK (slot OPERATOR(pg_catalog.>=) 0),
+    -- The slot's share of what is left of the key's quota (NULL: no quota).
+    quota   bigint CHECK (quota OPERATOR(pg_catalog.>=) 0),
+    -- Its allowance left in each of the key's rate limits (the default one first), and
+    -- whether each counts cost (else requests).
+    windows bigint[] NOT NULL,
+    by_cost boolean[] NOT NULL,
+    -- The first window end or refill after which the share no longer counts (NULL: none).
+    due_at  timestamptz,
+    used_at timestamptz NOT NULL,
+    PRIMARY KEY (key_id, slot)
+);
+COMMENT ON TABLE apikey.key_slots IS
+    'Budget slots of keys under concurrent use: parts of a key''s quota and rate-limit allowance that verifies spend in parallel. Written by verify and the functions that set limits.';
+CREATE TABLE apikey.owner_slots (
+    owner_kind text NOT NULL,
+    owner_id   text NOT NULL,
+    slot       integer NOT NULL CHECK (slot OPERATOR(pg_catalog.>=) 0),
+    quota      bigint CHECK (quota OPERATOR(pg_catalog.>=) 0),
+    windows    bigint[] NOT NULL,
+    by_cost    boolean[] NOT NULL,
+    due_at     timestamptz,
+    used_at    timestamptz NOT NULL,
+    PRIMARY KEY (owner_kind, owner_id, slot),
+    FOREIGN KEY (owner_kind, owner_id) REFERENCES apikey.owner_limits (owner_kind, owner_id)
+        ON DELETE CASCADE
+);
+COMMENT ON TABLE apikey.owner_slots IS
+    'Budget slots of owners whose keys are verified concurrently: parts of the limits shared by an owner''s keys (apikey.owner_limits) that verifies spend in parallel. Written by verify and apikey.set_owner_limits.';
+REVOKE ALL ON TABLE apikey.key_slots, apikey.owner_slots FROM PUBLIC;
+-- pg_dump keeps them: what they hold is part of what is left.
+SELECT pg_catalog.pg_extension_config_dump('apikey.key_slots', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.owner_slots', '');
+
+-- A key's public fields from its stored row: the one place that builds apikey.key_info
+-- (every statement that returns or records a key calls it; never the secret or digest).
+-- remaining is what is left in total: the row's own count and what the key's budget slots
+-- hold (as committed). Reads apikey.key_slots, so it is STABLE and pins its search_path.
+CREATE FUNCTION apikey.key_info_of(k apikey.keys) RETURNS apikey.key_info
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+SELECT ROW(k.id, k.org_id, k.user_id, k.name, k.prefix, k.start, k.enabled, k.expires_at,
+           k.permissions, k.metadata,
+           k.remaining OPERATOR(pg_catalog.+) coalesce((SELECT sum(s.quota)::bigint
+                                                FROM apikey.key_slots s
+                                               WHERE s.key_id OPERATOR(pg_catalog.=) k.id), 0),
+           k.refill_amount, k.refill_interval,
+           k.rate_limit_max, k.rate_limit_window, k.created_at, k.last_used_at, k.revoked_at,
+           k.created_by_role, k.created_by_identity, k.updated_at, k.rotated_from,
+           k.replaced_by, k.rate_limits, k.imported)::apikey.key_info
+$$;

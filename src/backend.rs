@@ -163,6 +163,30 @@ fn parse_interval_c(text: &CStr) -> Option<Interval> {
     }
 }
 
+/// Run `f` in a subtransaction: kept when it returns `Some`, rolled back when `None` —
+/// with every row lock it took, so that the caller may then wait for rows in its own
+/// lock order. An error in `f` aborts the transaction as usual.
+pub fn subtransaction<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
+    // SAFETY: the subtransaction is begun and ended here, inside one function call, with
+    // the caller's memory context and resource owner restored after either end (as
+    // PL/pgSQL's exception blocks do). An error raised by `f` unwinds past this frame and
+    // the abort of the transaction ends the subtransaction with it.
+    unsafe {
+        let (context, owner) = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        let result = f();
+        if result.is_some() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+        result
+    }
+}
+
 /// Whether this transaction cannot write: a read-only transaction, or a hot standby.
 pub fn read_only() -> bool {
     // SAFETY: XactReadOnly is a backend global set by the transaction machinery;

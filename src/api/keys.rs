@@ -143,6 +143,8 @@ fn revoke_api_key(
     let (caller, key_id) = caller_and_key(key_id);
     let row = as_owner(|| {
         let before = authz::authorize_key(&caller, key_id, Action::Delete);
+        // Its remaining, as shown, is what was left in total.
+        storage::metering::key_fold(key_id, crate::backend::now_tz());
         let row = storage::key_revoke(key_id, &caller.actor());
         if !before.revoked {
             storage::audit_key("key_revoked", key_id, &caller.actor(), json!({}));

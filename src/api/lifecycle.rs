@@ -11,7 +11,7 @@ use crate::caller::{as_owner, Caller};
 use crate::error;
 use crate::jsonb::Jsonb;
 use crate::key_settings::{self, Settings};
-use crate::storage::{self, StoredKey};
+use crate::storage::{self, metering, StoredKey};
 
 /// Change a key's settings: only the arguments given (non-NULL) change; `clear` names
 /// fields to set back to NULL. Policy fields need a trusted caller.
@@ -94,6 +94,8 @@ fn update_api_key(
 /// 55000 for a revoked key, which can no longer be changed or rotated.
 fn lock_for_change(caller: &Caller, key_id: Uuid, now: TimestampWithTimeZone) -> StoredKey {
     authz::authorize_key(caller, key_id, Action::Update);
+    // The row then holds what is left in total (its budget slots folded back).
+    metering::key_fold(key_id, now);
     let Some(cur) = storage::key_settings_for_update(key_id, now) else {
         error::key_not_found()
     };

@@ -65,7 +65,11 @@ fn set_owner_limits(
         if owner.kind == OwnerKind::Org {
             authz::require_org(owner.id);
         }
-        metering::owner_limits_set(owner, &limits, &caller.actor(), now_tz());
+        let now = now_tz();
+        // Every count starts over: the budget slots go, once the verifies spending from
+        // them are done.
+        metering::owner_slots_clear(owner, now);
+        metering::owner_limits_set(owner, &limits, &caller.actor(), now);
     });
     // Verifies of every backend learn of it at commit, from the table's trigger.
 }
@@ -111,20 +115,22 @@ fn get_owner_limits(
         if caller.trusted && owner.kind == OwnerKind::Org {
             authz::require_org(owner.id);
         }
-        metering::owner_meter(owner, now, false)
+        metering::owner_meter(owner, now, metering::Lock::No, metering::Schema::Current)
     });
     let Some(o) = found else {
         return TableIterator::new(Vec::new());
     };
     let now_us = micros(now);
-    let quota = o.metered.limits.quota;
+    // What is left in total: the row's counts and what its budget slots hold.
+    let total = o.metered.limits.with_held(&o.held);
+    let quota = total.quota;
     let next_refill_at = match (quota.and_then(|q| q.refill), o.refill_interval) {
         (Some(r), _) if r.at > now_us => Some(timestamp(r.at)),
         // Due: the next call refills, and the period after it starts then.
         (Some(_), Some(iv)) => Some(plus(now, iv)),
         _ => None,
     };
-    let state = describe(now_us, Scope::Owner, &o.metered, &o.metered.limits.windows);
+    let state = describe(now_us, Scope::Owner, &o.metered, &total.windows);
     let (org, user) = match owner.kind {
         OwnerKind::Org => (Some(owner.id.to_string()), None),
         OwnerKind::User => (None, Some(owner.id.to_string())),

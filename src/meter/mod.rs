@@ -173,6 +173,138 @@ impl Limits {
     pub fn is_empty(&self) -> bool {
         self.windows.is_empty() && self.quota.is_none()
     }
+
+    /// The totals: these counts (a party's row) with what its budget slots hold added
+    /// back — their quota shares to what is left, their window allowances off the counts.
+    pub fn with_held(&self, held: &Held) -> Limits {
+        let mut total = self.clone();
+        if let Some(q) = &mut total.quota {
+            q.remaining += held.quota;
+        }
+        for (w, h) in total.windows.iter_mut().zip(&held.windows) {
+            w.count -= h;
+        }
+        total
+    }
+
+    /// Whether nothing is due at `now`: every window runs and no refill is due. Only
+    /// then may a call be admitted from a part of the budget (the row alone, or one
+    /// slot); a window that starts or a refill sets the total, which needs every slot.
+    pub fn current(&self, now: Micros) -> bool {
+        self.windows.iter().all(|w| w.running(now)) && !self.quota.is_some_and(|q| q.refill_due(now))
+    }
+}
+
+/// What a party's budget slots hold, summed: the quota shares, and each window's
+/// allowance (by position, as in [`Limits::windows`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    pub quota: i64,
+    pub windows: Vec<i64>,
+}
+
+impl Held {
+    /// Add one slot's share.
+    pub fn add(&mut self, quota: Option<i64>, windows: &[i64]) {
+        self.quota += quota.unwrap_or(0);
+        if self.windows.len() < windows.len() {
+            self.windows.resize(windows.len(), 0);
+        }
+        for (sum, w) in self.windows.iter_mut().zip(windows) {
+            *sum += w;
+        }
+    }
+}
+
+/// The share of a budget that each of `slots` slots is handed by [`hand_out`]: a part of
+/// what is left of the quota and of each window, each window's unit, and the instant from
+/// which the share no longer counts (the first window end or refill).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Share {
+    pub slots: usize,
+    pub quota: Option<i64>,
+    pub windows: Vec<i64>,
+    pub by_cost: Vec<bool>,
+    pub due_at: Option<Micros>,
+}
+
+/// How many budget slots one party may have.
+pub const MAX_SLOTS: usize = 16;
+
+/// Hand `slots` equal shares of what `after` has left (a party's totals after an admitted
+/// call, every window running) to budget slots, each share enough for at least one call
+/// of `cost`; fewer slots when what is left would not give each that much, none when a
+/// refill or window end has come (`now` or before). The row keeps the rest: returns the
+/// row's counts and the share. The row's window counts include what the slots were
+/// handed, so that the row alone never admits more than is left unhanded.
+pub fn hand_out(after: &Limits, now: Micros, cost: i64, slots: usize) -> (Limits, Share) {
+    // Every window must run (an admitted call of cost > 0 starts those that did not), and
+    // a refill this call applied leaves the quota's next one unknown here.
+    if cost <= 0 || after.windows.iter().any(|w| !w.running(now)) {
+        return (after.clone(), Share::none());
+    }
+    let refill_at = after.quota.and_then(|q| q.refill).map(|r| r.at);
+    if refill_at.is_some_and(|at| at <= now) {
+        return (after.clone(), Share::none());
+    }
+    let due_at = after
+        .windows
+        .iter()
+        .filter_map(|w| w.reset_at)
+        .chain(refill_at)
+        .min();
+    // Each part (the row's and every slot's) must pay for one call at least.
+    let calls = after
+        .quota
+        .map(|q| q.remaining / cost)
+        .into_iter()
+        .chain(after.windows.iter().map(|w| (w.limit - w.count) / w.unit.increment(cost)))
+        .min()
+        .unwrap_or(0);
+    let slots = slots.min(usize::try_from(calls - 1).unwrap_or(0));
+    if slots == 0 {
+        return (after.clone(), Share::none());
+    }
+    let parts = slots as i64 + 1;
+    let mut row = after.clone();
+    let quota = row.quota.as_mut().map(|q| {
+        let share = q.remaining / parts;
+        q.remaining -= share * slots as i64;
+        share
+    });
+    let windows = row
+        .windows
+        .iter_mut()
+        .map(|w| {
+            let share = (w.limit - w.count) / parts;
+            w.count += share * slots as i64;
+            share
+        })
+        .collect();
+    let by_cost = after.windows.iter().map(|w| w.unit == Unit::Cost).collect();
+    (
+        row,
+        Share {
+            slots,
+            quota,
+            windows,
+            by_cost,
+            due_at,
+        },
+    )
+}
+
+impl Share {
+    /// No slots.
+    pub fn none() -> Share {
+        Share {
+            slots: 0,
+            quota: None,
+            windows: Vec::new(),
+            by_cost: Vec::new(),
+            due_at: None,
+        }
+    }
 }
 
 /// The answer for one call.

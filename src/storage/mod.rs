@@ -35,7 +35,8 @@ pub use orgs::*;
 /// (`stmt!("file.sql", ARGS)` for a constant array built by
 /// [`crate::key_settings::with_settings`]).
 /// `stmt!(locked "file.sql", [...])`: the file's SELECT with `FOR NO KEY UPDATE` appended,
-/// locking the rows it reads.
+/// locking the rows it reads; `stmt!(skip_locked …)`: with `FOR NO KEY UPDATE SKIP
+/// LOCKED`, locking those it can without waiting and leaving out the others.
 macro_rules! stmt {
     ($file:literal, [$($arg:expr),* $(,)?]) => {
         $crate::storage::Stmt {
@@ -52,6 +53,12 @@ macro_rules! stmt {
     (locked $file:literal, [$($arg:expr),* $(,)?]) => {
         $crate::storage::Stmt {
             sql: concat!(include_str!(concat!("../../sql/queries/", $file)), "   FOR NO KEY UPDATE\n"),
+            args: &[$($arg),*],
+        }
+    };
+    (skip_locked $file:literal, [$($arg:expr),* $(,)?]) => {
+        $crate::storage::Stmt {
+            sql: concat!(include_str!(concat!("../../sql/queries/", $file)), "   FOR NO KEY UPDATE SKIP LOCKED\n"),
             args: &[$($arg),*],
         }
     };
@@ -204,7 +211,7 @@ pub fn req<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData<'_>, name: &str) -> 
 
 /// The types of statement parameters, by their SQL names.
 pub use pg_sys::{
-    BOOLOID as BOOL, BYTEAOID as BYTEA, INT4OID as INT4, INT8ARRAYOID as INT8_ARRAY,
+    BOOLARRAYOID as BOOL_ARRAY, BOOLOID as BOOL, BYTEAOID as BYTEA, INT4OID as INT4, INT8ARRAYOID as INT8_ARRAY,
     INT8OID as INT8, INTERVALOID as INTERVAL, JSONBARRAYOID as JSONB_ARRAY, JSONBOID as JSONB,
     OIDOID as OID, TEXTARRAYOID as TEXT_ARRAY, TEXTOID as TEXT,
     TIMESTAMPTZARRAYOID as TIMESTAMPTZ_ARRAY, TIMESTAMPTZOID as TIMESTAMPTZ, UUIDOID as UUID,

@@ -1,14 +1,28 @@
-//! A verify that limits count: read → decide → record.
+//! A verify that limits count, on a budget that may be split.
 //!
-//! - **read**: the key's limits and its owner's ([`read`]), locked when the call will
-//!   write — the key first, then the owner, in every verify, so that two verifies never
-//!   wait on each other in opposite orders;
-//! - **decide**: [`meter::decide`], on both at once (pure, unit-tested in `src/meter/`);
-//! - **record**: only an admitted call that spends writes ([`record`]); a refusal changes
-//!   nothing anywhere.
+//! Each party's limits — the key's own, and its owner's — live in its row (`apikey.keys`,
+//! `apikey.owner_limits`) and, while verifies of that party come concurrently, in budget
+//! slots (`apikey.key_slots`, `apikey.owner_slots`) that hold parts of what is left. What
+//! is left in total is always the row's count plus what its slots hold.
 //!
-//! A call of cost 0 writes nothing, so it takes no lock either. Keys without limits (and
-//! every plain key) only [`touch`] `last_used_at`.
+//! - **fast** ([`fast`]): each party's row is taken if no other transaction holds it
+//!   (`SKIP LOCKED`); a party whose row is held pays from one of its slots that holds
+//!   enough, again without waiting. The call is admitted there only when those parts pay
+//!   for it and nothing is due (no window starts, no refill): a refusal, a window start and
+//!   a refill are never decided on a part of the budget.
+//! - **exact** ([`exact`]): otherwise each party's row is locked, waiting, then all of its
+//!   slots, and [`meter::decide`] decides on the totals — the rules of 0.2.0, so that a
+//!   refusal is for what is left in total. An admitted call writes the totals back; where
+//!   the party's row was held by another transaction, slots are handed out (one more than
+//!   before, up to [`meter::MAX_SLOTS`]) for the next calls to pay from in parallel, and
+//!   slots unused for [`IDLE`] fold back into the row.
+//!
+//! Locks are taken key first, then owner; a party's row before its slots; only the exact
+//! path waits, so two verifies never wait on each other in opposite orders (slots are
+//! tried in a subtransaction, rolled back with its locks when they cannot pay). A refusal
+//! changes nothing anywhere. A call of cost 0 writes and locks nothing. Keys without limits (and every plain key) only [`touch`] `last_used_at`.
+//! Databases not yet updated to 0.3.0 have no slots: there, every call takes the exact
+//! path, as 0.2.0 did.
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -16,76 +30,108 @@ use pgrx::prelude::*;
 use super::decide::{own_refusal, Code, Outcome, Required};
 use super::probe::KeyRead;
 use crate::backend::{
-    has_written, in_transaction_block, micros, read_only, uses_transaction_snapshot, Micros,
+    self, apikey_relation, has_written, in_transaction_block, micros, read_only,
+    uses_transaction_snapshot, Micros,
 };
 use crate::caller::as_owner;
 use crate::error;
 use crate::meter::report::{describe, Metered, Scope};
-use crate::meter::{self, Spent, Verdict, Window};
+use crate::meter::{self, Held, Limits, Quota, Share, Spent, Verdict, Window};
 use crate::owner::Owner;
 use crate::settings;
 use crate::storage;
-use crate::storage::metering::{self, Schema};
+use crate::storage::metering::{self, KeyMeter, Lock, OwnerLimits, Party, Schema, Slot};
 
-/// The limits that apply to one call, as read (empty where a party has none).
-struct Read {
-    key: Metered,
-    owner: Metered,
-    schema: Schema,
+/// Slots not spent from for this long fold back into their party's row at its next
+/// exact-path call.
+pub const IDLE: Micros = 10_000_000;
+
+/// Which parties' rows another transaction held when the fast path tried them.
+#[derive(Clone, Copy, Default)]
+struct Busy {
+    key: bool,
+    owner: bool,
 }
 
-/// What [`read`] found.
-enum Found {
-    /// The key was revoked or deleted since the probe.
-    Gone,
-    /// The key's row, once locked, says no: another transaction disabled it, let it
-    /// expire or changed its permissions while this call waited for the lock.
-    Refused(Code, Option<i64>),
-    /// No limits apply after all (the owner has none).
-    Unlimited,
-    Limits(Read),
+/// A party's limits as one call found them, for its answer: the names, each window in
+/// total, and what is left of its quota in total.
+struct View<'a> {
+    metered: &'a Metered,
+    windows: Vec<Window>,
+    remaining: Option<i64>,
 }
 
-/// Read the key's and the owner's limits at `now`, each row locked when the call writes.
-/// The key's row is checked again as it is then: the probe read it before the lock.
-fn read(
-    k: &KeyRead,
-    owner: Option<Owner<'_>>,
-    required: Option<&Required>,
-    now: TimestampWithTimeZone,
-    writes: bool,
-) -> Found {
-    let lock = writes && !read_only();
-    let schema = if k.is_from_0_1_0() {
+impl<'a> View<'a> {
+    /// The totals as found: `metered`'s counts with what the slots hold.
+    fn found(metered: &'a Metered, held: &Held, now: Micros) -> View<'a> {
+        let total = metered.limits.with_held(held);
+        View {
+            metered,
+            remaining: total.quota.map(|q| q.left(now)),
+            windows: total.windows,
+        }
+    }
+
+    /// The totals after an admitted call: `after` (its new windows and quota, of the row
+    /// or of the totals) with what the slots hold.
+    fn after(metered: &'a Metered, after: &(Vec<Window>, Option<Spent>), held: &Held) -> View<'a> {
+        let total = Limits {
+            windows: after.0.clone(),
+            quota: after.1.map(|s| Quota {
+                remaining: s.remaining,
+                refill: None,
+            }),
+        }
+        .with_held(held);
+        View {
+            metered,
+            remaining: total.quota.map(|q| q.remaining),
+            windows: total.windows,
+        }
+    }
+}
+
+/// The answer for a call: `code`, what is left of the quotas (the least), and the rate
+/// limits in force, the key's then the owner's.
+fn answer(
+    k: KeyRead,
+    code: Code,
+    retry_after: Option<Micros>,
+    views: [Option<View<'_>>; 2],
+    now: Micros,
+) -> Outcome {
+    let remaining = views.iter().flatten().filter_map(|v| v.remaining).min();
+    let mut items = Vec::new();
+    for (scope, view) in [Scope::Key, Scope::Owner].into_iter().zip(&views) {
+        if let Some(v) = view {
+            items.extend(describe(now, scope, v.metered, &v.windows));
+        }
+    }
+    Outcome {
+        code,
+        key: Some(k),
+        remaining,
+        retry_after: retry_after.map(Interval::from_micros),
+        rate_limits: (!items.is_empty()).then_some(serde_json::Value::Array(items)),
+    }
+}
+
+/// Whether the key's row, as read here, says no (another transaction disabled it, let it
+/// expire or changed its permissions since the probe read it).
+fn refusal(m: &KeyMeter, now: TimestampWithTimeZone, required: Option<&Required>) -> Option<Code> {
+    let expires_at = m.expires_at.map(micros);
+    own_refusal(m.enabled, expires_at, now, required, || m.permissions)
+}
+
+/// The schema of the database: 0.1.0 (the probe found no 0.2.0 columns), 0.2.0 (no
+/// budget slots), or this release's.
+fn schema_of(k: &KeyRead) -> Schema {
+    if k.is_from_0_1_0() {
         Schema::V0_1_0
-    } else {
+    } else if apikey_relation(c"key_slots").is_some() {
         Schema::Current
-    };
-    let key = if k.is_limited() {
-        if writes {
-            require_writable();
-        }
-        let Some(m) = metering::key_meter(k.id(), now, lock, schema) else {
-            return Found::Gone;
-        };
-        let remaining = m.metered.limits.quota.map(|q| q.remaining);
-        let expires_at = m.expires_at.map(micros);
-        if let Some(code) = own_refusal(m.enabled, expires_at, now, required, || m.permissions) {
-            return Found::Refused(code, remaining);
-        }
-        Some(m.metered)
     } else {
-        None
-    };
-    // After the key: always in that order.
-    let owner = owner.and_then(|o| metering::owner_meter(o, now, lock));
-    match (key, owner) {
-        (None, None) => Found::Unlimited,
-        (key, owner) => Found::Limits(Read {
-            key: key.unwrap_or_default(),
-            owner: owner.map(|o| o.metered).unwrap_or_default(),
-            schema,
-        }),
+        Schema::V0_2_0
     }
 }
 
@@ -103,110 +149,340 @@ pub(super) fn metered(
         // before this verify means the application wrote first.
         relax_commit_for_usage();
     }
-    let read = match read(&k, owner, required, now, writes) {
-        Found::Gone => return Outcome::not_found(),
-        Found::Refused(code, remaining) => {
+    let schema = schema_of(&k);
+    if writes && schema == Schema::Current && !read_only() {
+        match fast(k, owner, required, cost, now) {
+            Fast::Done(outcome) => outcome,
+            Fast::Exact(k, busy) => exact(k, owner, required, cost, now, schema, busy),
+        }
+    } else {
+        exact(k, owner, required, cost, now, schema, Busy::default())
+    }
+}
+
+/// What the fast path did: answered, or found that the call takes the exact path (with
+/// which parties' rows were held), nothing spent.
+enum Fast {
+    Done(Outcome),
+    Exact(KeyRead, Busy),
+}
+
+/// The fast path: the call paid from the parts of each party's budget that no other
+/// transaction holds, without waiting. Every slot is tried inside a subtransaction, rolled
+/// back when the call cannot be paid there: with the spend, it releases every slot lock
+/// taken (also those `SKIP LOCKED` leaves on a slot it found changed and then passed
+/// over), so that the exact path, which waits, never waits holding a slot. Outside a
+/// subtransaction this only ever holds the key's row, then the owner's: the exact path's
+/// order.
+fn fast(
+    k: KeyRead,
+    owner: Option<Owner<'_>>,
+    required: Option<&Required>,
+    cost: i64,
+    now: TimestampWithTimeZone,
+) -> Fast {
+    let now_us = micros(now);
+    let mut busy = Busy::default();
+    // The key's row, where no other transaction holds it.
+    let key_row = if k.is_limited() {
+        let m = metering::key_meter(k.id(), now, Lock::Skip, Schema::Current);
+        busy.key = m.is_none();
+        m
+    } else {
+        None
+    };
+    if let Some(code) = key_row.as_ref().and_then(|m| refusal(m, now, required)) {
+        let m = key_row.as_ref().expect("refused by the row read");
+        let view = View::found(&m.metered, &m.held, now_us);
+        return Fast::Done(answer(k, code, None, [Some(view), None], now_us));
+    }
+    let none = Limits::default();
+    let key_part = key_row.as_ref().map_or(&none, |m| &m.metered.limits);
+    if !key_part.current(now_us) {
+        return Fast::Exact(k, busy);
+    }
+    // The owner's row, then the slots: when the key's row is held, all of it in the
+    // subtransaction (the owner's row must not be held while the key's is waited for).
+    let paid = if busy.key {
+        backend::subtransaction(|| {
+            let key_slot = metering::key_slot_spend(k.id(), now, cost)?;
+            let owner = owner_part(owner, &mut busy, key_part, cost, now)?;
+            Some((Some(key_slot), owner))
+        })
+    } else {
+        owner_part(owner, &mut busy, key_part, cost, now).map(|owner| (None, owner))
+    };
+    let Some((key_slot, shared)) = paid else {
+        return Fast::Exact(k, busy);
+    };
+    // The key's row's new counts (the owner's are written by owner_part).
+    let key_view = match (&key_row, &key_slot) {
+        (Some(m), _) => {
+            let Verdict::Admitted { key: after, .. } = meter::decide(now_us, cost, key_part, &none)
+            else {
+                unreachable!("owner_part admitted the call on these counts")
+            };
+            metering::key_meter_spend(k.id(), &m.metered, &after.0, after.1, now, Schema::Current, true);
+            Some(View::after(&m.metered, &after, &m.held))
+        }
+        (None, Some((m, _))) => Some(View::found(&m.metered, &m.held, now_us)),
+        (None, None) => {
+            touch(&k, now);
+            None
+        }
+    };
+    let owner_view = shared.as_ref().map(|s| match s {
+        OwnerPaid::Row(m, after) => View::after(&m.metered, after, &m.held),
+        OwnerPaid::Slot(m) => View::found(&m.metered, &m.held, now_us),
+    });
+    Fast::Done(answer(k, Code::Valid, None, [key_view, owner_view], now_us))
+}
+
+/// How the owner's part of a call was paid: from its row (written), or one of its slots.
+enum OwnerPaid {
+    Row(OwnerLimits, (Vec<Window>, Option<Spent>)),
+    Slot(OwnerLimits),
+}
+
+/// The owner's part of a fast call whose key's part is `key_part` (its row's counts, or
+/// nothing when the key has no row taken): the owner's row, where no other transaction
+/// holds it, else one of its slots (in the caller's subtransaction when it may fail).
+/// `Some(None)`: no owner limits; `None`: the call takes the exact path.
+fn owner_part(
+    owner: Option<Owner<'_>>,
+    busy: &mut Busy,
+    key_part: &Limits,
+    cost: i64,
+    now: TimestampWithTimeZone,
+) -> Option<Option<OwnerPaid>> {
+    let now_us = micros(now);
+    let Some(o) = owner else {
+        // Only the key's row: what it alone admits.
+        return matches!(
+            meter::decide(now_us, cost, key_part, &Limits::default()),
+            Verdict::Admitted { .. }
+        )
+        .then_some(None);
+    };
+    match metering::owner_meter(o, now, Lock::Skip, Schema::Current) {
+        Some(m) => {
+            if !m.metered.limits.current(now_us) {
+                return None;
+            }
+            let Verdict::Admitted { owner: after, .. } =
+                meter::decide(now_us, cost, key_part, &m.metered.limits)
+            else {
+                return None;
+            };
+            metering::owner_meter_spend(o, &m.metered, &after.0, after.1, now);
+            Some(Some(OwnerPaid::Row(m, after)))
+        }
+        None => {
+            busy.owner = true;
+            // The key's row alone must admit it, before a slot of the owner's pays.
+            if !matches!(
+                meter::decide(now_us, cost, key_part, &Limits::default()),
+                Verdict::Admitted { .. }
+            ) {
+                return None;
+            }
+            let pay = || metering::owner_slot_spend(o, now, cost).map(|(m, _)| m);
+            let m = if busy.key {
+                pay() // already in the caller's subtransaction
+            } else {
+                backend::subtransaction(pay)
+            }?;
+            Some(Some(OwnerPaid::Slot(m)))
+        }
+    }
+}
+
+/// One party's limits as the exact path holds them: its row, and its slots (locked).
+struct Taken<'a> {
+    party: Party<'a>,
+    metered: &'a Metered,
+    held: Held,
+    slots: Vec<Slot>,
+}
+
+/// Lock every slot of `party` (its row is locked) and sum what they hold.
+fn lock_slots(party: Party<'_>) -> (Held, Vec<Slot>) {
+    let slots = metering::slots_lock(party);
+    let mut held = Held::default();
+    for s in &slots {
+        held.add(s.quota, &s.windows);
+    }
+    (held, slots)
+}
+
+/// The exact path: each party's row locked (waiting) when the call writes, then all its
+/// slots; the decision on the totals; an admitted call's totals written back, with slots
+/// handed out where the row was `busy`.
+fn exact(
+    k: KeyRead,
+    owner: Option<Owner<'_>>,
+    required: Option<&Required>,
+    cost: i64,
+    now: TimestampWithTimeZone,
+    schema: Schema,
+    busy: Busy,
+) -> Outcome {
+    let writes = cost > 0;
+    let lock = if writes && !read_only() {
+        Lock::Wait
+    } else {
+        Lock::No
+    };
+    let slots = schema == Schema::Current && lock == Lock::Wait;
+    let now_us = micros(now);
+    let key_row: Option<KeyMeter> = if k.is_limited() {
+        if writes {
+            require_writable();
+        }
+        let Some(m) = metering::key_meter(k.id(), now, lock, schema) else {
+            return Outcome::not_found();
+        };
+        if let Some(code) = refusal(&m, now, required) {
+            let view = View::found(&m.metered, &m.held, now_us);
+            let remaining = view.remaining;
             return Outcome {
                 remaining,
                 ..Outcome::of(Some(k), code)
-            }
+            };
         }
-        Found::Unlimited => {
-            touch(&k, now);
-            return Outcome::of(Some(k), Code::Valid);
-        }
-        Found::Limits(read) => read,
+        Some(m)
+    } else {
+        None
     };
+    let key = key_row.as_ref().map(|m| {
+        let party = Party::Key(k.id());
+        let (held, slots) = if slots {
+            lock_slots(party)
+        } else {
+            (m.held.clone(), Vec::new())
+        };
+        Taken {
+            party,
+            metered: &m.metered,
+            held,
+            slots,
+        }
+    });
+    // After the key: always in that order.
+    let owner_row: Option<(Owner<'_>, OwnerLimits)> =
+        owner.and_then(|o| metering::owner_meter(o, now, lock, schema).map(|m| (o, m)));
+    let shared = owner_row.as_ref().map(|(o, m)| {
+        let party = Party::Owner(*o);
+        let (held, slots) = if slots {
+            lock_slots(party)
+        } else {
+            (m.held.clone(), Vec::new())
+        };
+        Taken {
+            party,
+            metered: &m.metered,
+            held,
+            slots,
+        }
+    });
+    if key.is_none() && shared.is_none() {
+        // No limits apply after all (the owner has none).
+        touch(&k, now);
+        return Outcome::of(Some(k), Code::Valid);
+    }
     if writes {
         require_writable();
     }
-    let (key_state, owner_state) = (&read.key, &read.owner);
-    let now_us = micros(now);
-    let verdict = meter::decide(now_us, cost, &key_state.limits, &owner_state.limits);
-    let (code, wait) = match &verdict {
-        Verdict::Admitted { .. } => (Code::Valid, None),
-        Verdict::RateLimited { retry_after } => (Code::RateLimited, *retry_after),
-        Verdict::UsageExceeded { retry_after } => (Code::UsageExceeded, *retry_after),
+    let total = |p: &Option<Taken<'_>>| {
+        p.as_ref()
+            .map(|p| p.metered.limits.with_held(&p.held))
+            .unwrap_or_default()
     };
-    let (remaining, key_windows, owner_windows) = match verdict {
-        Verdict::Admitted { key, owner: shared } => {
-            let spent = Spending {
-                key: &key,
-                owner: &shared,
-            };
-            record(&k, owner, &read, spent, writes, now);
-            let remaining = [key.1, shared.1]
-                .into_iter()
-                .flatten()
-                .map(|s| s.remaining)
-                .min();
-            (remaining, key.0, shared.0)
+    let (key_total, owner_total) = (total(&key), total(&shared));
+    match meter::decide(now_us, cost, &key_total, &owner_total) {
+        Verdict::Admitted {
+            key: key_after,
+            owner: owner_after,
+        } => {
+            match &key {
+                Some(p) if writes => settle(p, &key_total, &key_after, busy.key, cost, now, schema),
+                _ => touch(&k, now),
+            }
+            if let (Some(p), true) = (&shared, writes) {
+                settle(p, &owner_total, &owner_after, busy.owner, cost, now, schema);
+            }
+            let nothing = Held::default();
+            let views = [
+                key.as_ref().map(|p| View::after(p.metered, &key_after, &nothing)),
+                shared.as_ref().map(|p| View::after(p.metered, &owner_after, &nothing)),
+            ];
+            answer(k, Code::Valid, None, views, now_us)
         }
         // Refused: nothing changes; what is left is as the call found it.
-        _ => (
-            [key_state.limits.quota, owner_state.limits.quota]
-                .into_iter()
-                .flatten()
-                .map(|q| q.left(now_us))
-                .min(),
-            key_state.limits.windows.clone(),
-            owner_state.limits.windows.clone(),
-        ),
-    };
-    Outcome {
-        code,
-        key: Some(k),
-        remaining,
-        retry_after: wait.map(Interval::from_micros),
-        rate_limits: rate_limits(now_us, key_state, &key_windows, owner_state, &owner_windows),
+        refused => {
+            let (code, wait) = match refused {
+                Verdict::RateLimited { retry_after } => (Code::RateLimited, retry_after),
+                Verdict::UsageExceeded { retry_after } => (Code::UsageExceeded, retry_after),
+                Verdict::Admitted { .. } => unreachable!("matched above"),
+            };
+            let views = [
+                key.as_ref().map(|p| View::found(p.metered, &p.held, now_us)),
+                shared.as_ref().map(|p| View::found(p.metered, &p.held, now_us)),
+            ];
+            answer(k, code, wait, views, now_us)
+        }
     }
 }
 
-/// The new state of an admitted call's windows and quotas, the key's and the owner's.
-struct Spending<'a> {
-    key: &'a (Vec<Window>, Option<Spent>),
-    owner: &'a (Vec<Window>, Option<Spent>),
-}
-
-/// Write an admitted call back: the key's new windows and quota (a key without limits of
-/// its own only touches `last_used_at`), and the owner's.
-fn record(
-    k: &KeyRead,
-    owner: Option<Owner<'_>>,
-    read: &Read,
-    spent: Spending<'_>,
-    writes: bool,
+/// Write an admitted call back to party `p`: its totals after the call (`after`, of
+/// `total`), minus what is handed out to its slots — one more slot than it had when its
+/// row was `busy`, else as many as were spent from within [`IDLE`] (idle ones fold back).
+fn settle(
+    p: &Taken<'_>,
+    total: &Limits,
+    after: &(Vec<Window>, Option<Spent>),
+    busy: bool,
+    cost: i64,
     now: TimestampWithTimeZone,
+    schema: Schema,
 ) {
-    if writes && k.is_limited() {
-        metering::key_meter_spend(
-            k.id(),
-            &read.key,
-            &spent.key.0,
-            spent.key.1,
-            now,
-            read.schema,
-        );
+    let now_us = micros(now);
+    let refilled = after.1.is_some_and(|s| s.refilled);
+    let after = Limits {
+        windows: after.0.clone(),
+        quota: after.1.map(|s| Quota {
+            remaining: s.remaining,
+            refill: total.quota.and_then(|q| q.refill),
+        }),
+    };
+    let wanted = if schema != Schema::Current || refilled {
+        0
+    } else if busy {
+        (p.slots.len() + 1).min(meter::MAX_SLOTS)
     } else {
-        touch(k, now);
+        p.slots
+            .iter()
+            .filter(|s| micros(s.used_at) > now_us - IDLE)
+            .count()
+    };
+    let (row, share) = if wanted > 0 {
+        meter::hand_out(&after, now_us, cost, wanted)
+    } else {
+        (after, Share::none())
+    };
+    if !p.slots.is_empty() || share.slots > 0 {
+        metering::slots_replace(p.party, &share, now);
     }
-    if let (true, Some(o)) = (writes && !read.owner.limits.is_empty(), owner) {
-        metering::owner_meter_spend(o, &read.owner, &spent.owner.0, spent.owner.1, now);
+    let spent = row.quota.map(|q| Spent {
+        remaining: q.remaining,
+        refilled,
+    });
+    match p.party {
+        Party::Key(id) => {
+            metering::key_meter_spend(id, p.metered, &row.windows, spent, now, schema, true)
+        }
+        Party::Owner(o) => metering::owner_meter_spend(o, p.metered, &row.windows, spent, now),
     }
-}
-
-/// Verify's `rate_limits` column: one object per window in force, the key's then the
-/// owner's; `None` when there is none.
-fn rate_limits(
-    now: Micros,
-    key: &Metered,
-    key_windows: &[Window],
-    owner: &Metered,
-    owner_windows: &[Window],
-) -> Option<serde_json::Value> {
-    let mut items = describe(now, Scope::Key, key, key_windows);
-    items.extend(describe(now, Scope::Owner, owner, owner_windows));
-    (!items.is_empty()).then_some(serde_json::Value::Array(items))
 }
 
 /// Record a use that spends nothing: `last_used_at`, at most once per

@@ -98,7 +98,11 @@ fn quota_and_rate_limit_together_stay_exact() {
     assert_eq!(counts.get("USAGE_EXCEEDED"), Some(&50), "{counts:?}");
     let row = su
         .query_one(
-            "SELECT remaining, rate_window_count FROM apikey.keys WHERE id = $1::text::uuid",
+            // The totals: the row's counts with what its budget slots hold (the row's
+            // window count includes the allowance handed to slots).
+            "SELECT k.remaining + coalesce((SELECT sum(s.quota) FROM apikey.key_slots s WHERE s.key_id = k.id), 0)::bigint,
+                    k.rate_window_count - coalesce((SELECT sum(s.windows[1]) FROM apikey.key_slots s WHERE s.key_id = k.id), 0)::int
+               FROM apikey.keys k WHERE k.id = $1::text::uuid",
             &[&id],
         )
         .unwrap();

@@ -28,9 +28,10 @@ fn texts(keys: &[(String, String)]) -> Vec<String> {
     keys.iter().map(|(_, k)| k.clone()).collect()
 }
 
+/// What is left of `org`'s quota in total (its row and its budget slots), as committed.
 fn owner_remaining(su: &mut postgres::Client, org: &str) -> i64 {
     su.query_one(
-        "SELECT remaining FROM apikey.owner_limits WHERE owner_kind = 'org' AND owner_id = $1",
+        "SELECT remaining FROM apikey.get_owner_limits(org_id => $1)",
         &[&org],
     )
     .unwrap()

@@ -52,8 +52,7 @@ SELECT count(*) AS tables_with_the_secret
  WHERE strpos(rows.t, substr(:'fresh', 4, 43)) > 0;
 
 -- Every function: documented, SECURITY INVOKER, search_path pinned (verify_api_key pins it
--- itself, around the only SQL it runs, so that its plain path pays nothing for it;
--- key_info_of resolves no name but a qualified type, and is inlined where it is called).
+-- itself, around the only SQL it runs, so that its plain path pays nothing for it).
 SELECT p.proname, p.prosecdef, p.proconfig, obj_description(p.oid, 'pg_proc') IS NOT NULL AS commented
   FROM pg_proc p WHERE p.pronamespace = 'apikey'::regnamespace ORDER BY p.proname;
 

@@ -104,10 +104,11 @@ pub fn sqlstate<T>(result: Result<T, postgres::Error>) -> String {
     }
 }
 
-/// What is left of key `key_id`'s quota, as stored.
+/// What is left of key `key_id`'s quota in total, as committed (`get_api_key`: the key's
+/// row and what its budget slots hold).
 pub fn stored_remaining(su: &mut Client, key_id: &str) -> i64 {
     su.query_one(
-        "SELECT remaining FROM apikey.keys WHERE id = $1::text::uuid",
+        "SELECT remaining FROM apikey.get_api_key($1::text::uuid)",
         &[&key_id],
     )
     .unwrap()
@@ -161,8 +162,20 @@ pub fn race_keys(
     per_client: usize,
     timed: Option<(Duration, Duration)>,
 ) -> HashMap<String, usize> {
-    let start = Arc::new(Barrier::new(CLIENTS));
-    let handles: Vec<_> = (0..CLIENTS)
+    race_clients(CLIENTS, role, keys, cost, per_client, timed)
+}
+
+/// [`race_keys`] with `clients` connections.
+pub fn race_clients(
+    clients: usize,
+    role: &str,
+    keys: &[String],
+    cost: i32,
+    per_client: usize,
+    timed: Option<(Duration, Duration)>,
+) -> HashMap<String, usize> {
+    let start = Arc::new(Barrier::new(clients));
+    let handles: Vec<_> = (0..clients)
         .map(|i| {
             let role = role.to_string();
             let key = keys[i % keys.len()].clone();
