@@ -62,6 +62,73 @@ mod tests {
         steady(&b, t0, 20_000, 500, 8, 1);
     }
 
+    /// Budget slots on a pinned clock: a window's end and a refill are decided on the
+    /// totals (the row and every slot), and take every slot's share back.
+    #[pg_test]
+    fn window_reset_and_refill_across_budget_slots() {
+        org("acme");
+        let (id, key) = limited_key(
+            r#"remaining => 100, refill_amount => 100, refill_interval => '1 hour',
+               rate_limits => '[{"name": "minute", "limit": 50, "window": "1 minute"}]'"#,
+        );
+        let t0 = clock();
+        let first = meter_at(&key, 1, at(t0, 0));
+        assert_eq!((first.0.as_str(), first.1), ("VALID", Some(99)));
+        // As contention would have left it: 60 of the quota and 40 of the minute handed to
+        // two slots (the row's window count includes what it handed out).
+        let slots = |quota: i64, window: i64, due_ms: i64| {
+            Spi::run_with_args(
+                "UPDATE apikey.keys SET remaining = remaining - 2 * $2,
+                        rate_counts = ARRAY[rate_counts[1] + 2 * $3] WHERE id = $1;
+                 INSERT INTO apikey.key_slots (key_id, slot, quota, windows, by_cost, due_at, used_at)
+                 SELECT $1, s, $2, ARRAY[$3], '{f}', $4, $5 FROM generate_series(0, 1) s",
+                &[
+                    id.into(),
+                    quota.into(),
+                    window.into(),
+                    at(t0, due_ms).into(),
+                    at(t0, 0).into(),
+                ],
+            )
+            .unwrap();
+        };
+        slots(30, 20, 60_000);
+        let held = |id: pgrx::Uuid| {
+            Spi::get_one_with_args::<i64>(
+                "SELECT count(*) FROM apikey.key_slots WHERE key_id = $1",
+                &[id.into()],
+            )
+            .unwrap()
+        };
+        // In the minute: paid from the row; the answer counts the slots.
+        let (code, remaining, _, limits) = meter_at(&key, 1, at(t0, 1));
+        assert_eq!((code.as_str(), remaining), ("VALID", Some(98)));
+        assert_eq!(limits, vec![("minute".into(), "key".into(), 48)]);
+        assert_eq!(stored_counts(id).0, Some(38), "the row paid");
+        assert_eq!(held(id), Some(2));
+        // The minute has ended: a new one starts on the totals, and the idle slots fold
+        // back into the row.
+        let (code, remaining, _, limits) = meter_at(&key, 1, at(t0, 61_000));
+        assert_eq!((code.as_str(), remaining), ("VALID", Some(97)));
+        assert_eq!(limits, vec![("minute".into(), "key".into(), 49)]);
+        assert_eq!(held(id), Some(0));
+        assert_eq!(stored_counts(id).0, Some(97));
+        // Slots again, then the hour's refill: remaining := 100, every share taken back.
+        slots(30, 0, 3_600_000);
+        let (code, remaining, ..) = meter_at(&key, 1, at(t0, 3_601_000));
+        assert_eq!((code.as_str(), remaining), ("VALID", Some(99)));
+        assert_eq!(held(id), Some(0));
+        assert_eq!(stored_counts(id).0, Some(99));
+        // Refusals are decided on the totals: 99 left, 60 of them in slots. A call of 80
+        // is admitted (the row alone has 39), then one of 20 is refused with 19 left.
+        slots(30, 0, 7_200_000);
+        let (code, remaining, ..) = meter_at(&key, 80, at(t0, 3_602_000));
+        assert_eq!((code.as_str(), remaining), ("VALID", Some(19)));
+        let (code, remaining, ..) = meter_at(&key, 20, at(t0, 3_603_000));
+        assert_eq!((code.as_str(), remaining), ("USAGE_EXCEEDED", Some(19)));
+        assert_eq!(stored_counts(id).0, Some(19));
+    }
+
     #[pg_test]
     fn key_and_owner_quotas_are_spent_together_or_not_at_all() {
         org("acme");
