@@ -108,10 +108,9 @@ mod tests {
              SELECT id, s, 10 * (s + 1), '{1}', '{f}', now() FROM apikey.keys, generate_series(0, 1) s",
         )
         .unwrap();
-        let remaining = Spi::get_one::<i64>(
-            "SELECT (apikey.key_info_of(k)).remaining FROM apikey.keys k",
-        )
-        .unwrap();
+        let remaining =
+            Spi::get_one::<i64>("SELECT (apikey.key_info_of(k)).remaining FROM apikey.keys k")
+                .unwrap();
         assert_eq!(remaining, Some(3 + 10 + 20));
         let files = [
             ("key_get.sql", include_str!("../sql/queries/key_get.sql")),

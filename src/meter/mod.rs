@@ -191,7 +191,8 @@ impl Limits {
     /// then may a call be admitted from a part of the budget (the row alone, or one
     /// slot); a window that starts or a refill sets the total, which needs every slot.
     pub fn current(&self, now: Micros) -> bool {
-        self.windows.iter().all(|w| w.running(now)) && !self.quota.is_some_and(|q| q.refill_due(now))
+        self.windows.iter().all(|w| w.running(now))
+            && !self.quota.is_some_and(|q| q.refill_due(now))
     }
 }
 
@@ -258,7 +259,12 @@ pub fn hand_out(after: &Limits, now: Micros, cost: i64, slots: usize) -> (Limits
         .quota
         .map(|q| q.remaining / cost)
         .into_iter()
-        .chain(after.windows.iter().map(|w| (w.limit - w.count) / w.unit.increment(cost)))
+        .chain(
+            after
+                .windows
+                .iter()
+                .map(|w| (w.limit - w.count) / w.unit.increment(cost)),
+        )
         .min()
         .unwrap_or(0);
     let slots = slots.min(usize::try_from(calls - 1).unwrap_or(0));

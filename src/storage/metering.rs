@@ -8,8 +8,8 @@ use pgrx::spi::SpiHeapTupleData;
 use pgrx::Uuid;
 
 use super::{
-    col, first, holds, req, rows, run, stmt, Actor, Stmt, BOOL, BOOL_ARRAY, INT4, INT8,
-    INT8_ARRAY, INTERVAL, JSONB, TEXT, TIMESTAMPTZ, TIMESTAMPTZ_ARRAY, UUID,
+    col, first, holds, req, rows, run, stmt, Actor, Stmt, BOOL, BOOL_ARRAY, INT4, INT8, INT8_ARRAY,
+    INTERVAL, JSONB, TEXT, TIMESTAMPTZ, TIMESTAMPTZ_ARRAY, UUID,
 };
 use crate::backend::{micros, plus, timestamp};
 use crate::jsonb::Jsonb;
@@ -107,7 +107,9 @@ pub fn key_meter(
         (_, Schema::V0_1_0) => &KEY_METER_LOCKED_0_1_0,
     };
     let slots = schema == Schema::Current;
-    first(stmt, &[key_id.into(), now.into()], |row| key_meter_row(row, now, slots))
+    first(stmt, &[key_id.into(), now.into()], |row| {
+        key_meter_row(row, now, slots)
+    })
 }
 
 /// A key's limits from a row of key_meter.sql's columns (`slots`: with `slots_quota` and
@@ -198,8 +200,7 @@ const KEY_METER_SPEND_ARGS_0_1_0: [pg_sys::Oid; 8] = [
     TIMESTAMPTZ_ARRAY,
     TIMESTAMPTZ,
 ];
-static KEY_METER_SPEND_0_1_0: Stmt =
-    stmt!("key_meter_spend_0_1_0.sql", KEY_METER_SPEND_ARGS_0_1_0);
+static KEY_METER_SPEND_0_1_0: Stmt = stmt!("key_meter_spend_0_1_0.sql", KEY_METER_SPEND_ARGS_0_1_0);
 
 /// Set key `key_id`'s counts in its row: its windows and quota (`spent`), after an
 /// admitted call (`used`) or when its budget slots are folded back into the row.
@@ -284,7 +285,11 @@ pub fn owner_meter(
     )
 }
 
-fn owner_limits_row(row: &SpiHeapTupleData<'_>, now: TimestampWithTimeZone, slots: bool) -> OwnerLimits {
+fn owner_limits_row(
+    row: &SpiHeapTupleData<'_>,
+    now: TimestampWithTimeZone,
+    slots: bool,
+) -> OwnerLimits {
     OwnerLimits {
         metered: metered_row(row, now, None),
         held: if slots { held(row) } else { Held::default() },
@@ -321,8 +326,10 @@ impl<'a> Party<'a> {
 }
 
 static KEY_SLOT_SPEND: Stmt = stmt!("key_slot_spend.sql", [UUID, TIMESTAMPTZ, INT8, INT4]);
-static OWNER_SLOT_SPEND: Stmt =
-    stmt!("owner_slot_spend.sql", [TEXT, TEXT, TIMESTAMPTZ, INT8, INT4]);
+static OWNER_SLOT_SPEND: Stmt = stmt!(
+    "owner_slot_spend.sql",
+    [TEXT, TEXT, TIMESTAMPTZ, INT8, INT4]
+);
 
 /// The order in which this backend tries slots: its process id, shuffling the slots'
 /// order (a different start for each backend).
@@ -333,7 +340,11 @@ fn slot_order() -> i32 {
 /// Spend a call of `cost` at `now` from one slot of key `key_id` that holds enough,
 /// without waiting (`key_slot_spend.sql`): the key's limits, what its slots hold after
 /// the call, and which slot paid; `None`: no slot could.
-pub fn key_slot_spend(key_id: Uuid, now: TimestampWithTimeZone, cost: i64) -> Option<(KeyMeter, i32)> {
+pub fn key_slot_spend(
+    key_id: Uuid,
+    now: TimestampWithTimeZone,
+    cost: i64,
+) -> Option<(KeyMeter, i32)> {
     let args = [key_id.into(), now.into(), cost.into(), slot_order().into()];
     first(&KEY_SLOT_SPEND, &args, |row| {
         (key_meter_row(row, now, true), req(row, "slot"))
@@ -365,29 +376,59 @@ pub struct Slot {
     pub used_at: TimestampWithTimeZone,
 }
 
+/// What `slots` hold, summed.
+pub fn held_by(slots: &[Slot]) -> Held {
+    let mut held = Held::default();
+    for s in slots {
+        held.add(s.quota, &s.windows);
+    }
+    held
+}
+
 static KEY_SLOTS_LOCK: Stmt = stmt!("key_slots_lock.sql", [UUID]);
 static OWNER_SLOTS_LOCK: Stmt = stmt!("owner_slots_lock.sql", [TEXT, TEXT]);
 
 /// Every slot of `party`, locked: waits for the verifies spending from them. The caller
 /// holds the party's row locked (no slot is added meanwhile).
 pub fn slots_lock(party: Party<'_>) -> Vec<Slot> {
-    rows(party.pick(&KEY_SLOTS_LOCK, &OWNER_SLOTS_LOCK), &party.args(), |r| {
-        let windows: Vec<Option<i64>> = col(r, "windows").unwrap_or_default();
-        Slot {
-            quota: col(r, "quota"),
-            windows: windows.into_iter().map(|w| w.unwrap_or(0)).collect(),
-            used_at: req(r, "used_at"),
-        }
-    })
+    rows(
+        party.pick(&KEY_SLOTS_LOCK, &OWNER_SLOTS_LOCK),
+        &party.args(),
+        |r| {
+            let windows: Vec<Option<i64>> = col(r, "windows").unwrap_or_default();
+            Slot {
+                quota: col(r, "quota"),
+                windows: windows.into_iter().map(|w| w.unwrap_or(0)).collect(),
+                used_at: req(r, "used_at"),
+            }
+        },
+    )
 }
 
 static KEY_SLOTS_REPLACE: Stmt = stmt!(
     "key_slots_replace.sql",
-    [UUID, INT4, INT8, INT8_ARRAY, BOOL_ARRAY, TIMESTAMPTZ, TIMESTAMPTZ]
+    [
+        UUID,
+        INT4,
+        INT8,
+        INT8_ARRAY,
+        BOOL_ARRAY,
+        TIMESTAMPTZ,
+        TIMESTAMPTZ
+    ]
 );
 static OWNER_SLOTS_REPLACE: Stmt = stmt!(
     "owner_slots_replace.sql",
-    [TEXT, TEXT, INT4, INT8, INT8_ARRAY, BOOL_ARRAY, TIMESTAMPTZ, TIMESTAMPTZ]
+    [
+        TEXT,
+        TEXT,
+        INT4,
+        INT8,
+        INT8_ARRAY,
+        BOOL_ARRAY,
+        TIMESTAMPTZ,
+        TIMESTAMPTZ
+    ]
 );
 
 /// Replace `party`'s slots (locked by [`slots_lock`]) by `share.slots` slots of `share`
@@ -395,14 +436,20 @@ static OWNER_SLOTS_REPLACE: Stmt = stmt!(
 pub fn slots_replace(party: Party<'_>, share: &Share, now: TimestampWithTimeZone) {
     let mut args = party.args();
     args.extend([
-        i32::try_from(share.slots).expect("at most MAX_SLOTS slots").into(),
+        i32::try_from(share.slots)
+            .expect("at most MAX_SLOTS slots")
+            .into(),
         share.quota.into(),
         share.windows.clone().into(),
         share.by_cost.clone().into(),
         share.due_at.map(timestamp).into(),
         now.into(),
     ]);
-    run(party.pick(&KEY_SLOTS_REPLACE, &OWNER_SLOTS_REPLACE), &args, |_| ())
+    run(
+        party.pick(&KEY_SLOTS_REPLACE, &OWNER_SLOTS_REPLACE),
+        &args,
+        |_| (),
+    )
 }
 
 static OWNER_METER_SPEND: Stmt = stmt!(
@@ -528,17 +575,21 @@ pub fn key_fold(key_id: Uuid, now: TimestampWithTimeZone) {
     let Some(m) = key_meter(key_id, now, Lock::Wait, Schema::Current) else {
         return;
     };
-    let mut held = Held::default();
-    for s in &slots {
-        held.add(s.quota, &s.windows);
-    }
-    let total = m.metered.limits.with_held(&held);
+    let total = m.metered.limits.with_held(&held_by(&slots));
     slots_replace(Party::Key(key_id), &Share::none(), now);
     let spent = total.quota.map(|q| Spent {
         remaining: q.remaining,
         refilled: false,
     });
-    key_meter_spend(key_id, &m.metered, &total.windows, spent, now, Schema::Current, false);
+    key_meter_spend(
+        key_id,
+        &m.metered,
+        &total.windows,
+        spent,
+        now,
+        Schema::Current,
+        false,
+    );
 }
 
 /// Remove `owner`'s budget slots, waiting for the verifies spending from them, before

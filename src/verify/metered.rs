@@ -222,7 +222,15 @@ fn fast(
             else {
                 unreachable!("owner_part admitted the call on these counts")
             };
-            metering::key_meter_spend(k.id(), &m.metered, &after.0, after.1, now, Schema::Current, true);
+            metering::key_meter_spend(
+                k.id(),
+                &m.metered,
+                &after.0,
+                after.1,
+                now,
+                Schema::Current,
+                true,
+            );
             Some(View::after(&m.metered, &after, &m.held))
         }
         (None, Some((m, _))) => Some(View::found(&m.metered, &m.held, now_us)),
@@ -305,14 +313,24 @@ struct Taken<'a> {
     slots: Vec<Slot>,
 }
 
-/// Lock every slot of `party` (its row is locked) and sum what they hold.
-fn lock_slots(party: Party<'_>) -> (Held, Vec<Slot>) {
-    let slots = metering::slots_lock(party);
-    let mut held = Held::default();
-    for s in &slots {
-        held.add(s.quota, &s.windows);
+impl<'a> Taken<'a> {
+    /// A party whose row was read as `metered` (with `held`, its slots as committed):
+    /// with `lock_slots`, every slot locked (the row is locked) and what they hold summed
+    /// again from them.
+    fn new(party: Party<'a>, metered: &'a Metered, held: &Held, lock_slots: bool) -> Taken<'a> {
+        let (held, slots) = if lock_slots {
+            let slots = metering::slots_lock(party);
+            (metering::held_by(&slots), slots)
+        } else {
+            (held.clone(), Vec::new())
+        };
+        Taken {
+            party,
+            metered,
+            held,
+            slots,
+        }
     }
-    (held, slots)
 }
 
 /// The exact path: each party's row locked (waiting) when the call writes, then all its
@@ -354,37 +372,15 @@ fn exact(
     } else {
         None
     };
-    let key = key_row.as_ref().map(|m| {
-        let party = Party::Key(k.id());
-        let (held, slots) = if slots {
-            lock_slots(party)
-        } else {
-            (m.held.clone(), Vec::new())
-        };
-        Taken {
-            party,
-            metered: &m.metered,
-            held,
-            slots,
-        }
-    });
+    let key = key_row
+        .as_ref()
+        .map(|m| Taken::new(Party::Key(k.id()), &m.metered, &m.held, slots));
     // After the key: always in that order.
     let owner_row: Option<(Owner<'_>, OwnerLimits)> =
         owner.and_then(|o| metering::owner_meter(o, now, lock, schema).map(|m| (o, m)));
-    let shared = owner_row.as_ref().map(|(o, m)| {
-        let party = Party::Owner(*o);
-        let (held, slots) = if slots {
-            lock_slots(party)
-        } else {
-            (m.held.clone(), Vec::new())
-        };
-        Taken {
-            party,
-            metered: &m.metered,
-            held,
-            slots,
-        }
-    });
+    let shared = owner_row
+        .as_ref()
+        .map(|(o, m)| Taken::new(Party::Owner(*o), &m.metered, &m.held, slots));
     if key.is_none() && shared.is_none() {
         // No limits apply after all (the owner has none).
         touch(&k, now);
@@ -413,8 +409,11 @@ fn exact(
             }
             let nothing = Held::default();
             let views = [
-                key.as_ref().map(|p| View::after(p.metered, &key_after, &nothing)),
-                shared.as_ref().map(|p| View::after(p.metered, &owner_after, &nothing)),
+                key.as_ref()
+                    .map(|p| View::after(p.metered, &key_after, &nothing)),
+                shared
+                    .as_ref()
+                    .map(|p| View::after(p.metered, &owner_after, &nothing)),
             ];
             answer(k, Code::Valid, None, views, now_us)
         }
@@ -426,8 +425,11 @@ fn exact(
                 Verdict::Admitted { .. } => unreachable!("matched above"),
             };
             let views = [
-                key.as_ref().map(|p| View::found(p.metered, &p.held, now_us)),
-                shared.as_ref().map(|p| View::found(p.metered, &p.held, now_us)),
+                key.as_ref()
+                    .map(|p| View::found(p.metered, &p.held, now_us)),
+                shared
+                    .as_ref()
+                    .map(|p| View::found(p.metered, &p.held, now_us)),
             ];
             answer(k, code, wait, views, now_us)
         }

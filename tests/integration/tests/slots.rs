@@ -84,7 +84,11 @@ fn cost_seven_against_1000_admits_exactly_142() {
     let (id, key) = org_key(&mut su, t, "remaining => 1000");
     let counts = race16(&api, &[key], 7, 20);
     assert_eq!(counts.get("VALID"), Some(&142), "{counts:?}");
-    assert_eq!(counts.get("USAGE_EXCEEDED"), Some(&(320 - 142)), "{counts:?}");
+    assert_eq!(
+        counts.get("USAGE_EXCEEDED"),
+        Some(&(320 - 142)),
+        "{counts:?}"
+    );
     assert_eq!(stored_remaining(&mut su, &id), 6);
 }
 
@@ -204,13 +208,18 @@ fn valid_after_a_racing_set(su_set: &str, role: &str, keys: &[String]) -> usize 
             done.store(true, Ordering::SeqCst);
         })
     };
-    let answers: Vec<(Instant, String)> =
-        clients.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let answers: Vec<(Instant, String)> = clients
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     setter.join().unwrap();
     assert!(done.load(Ordering::SeqCst));
     let at = committed.lock().unwrap().unwrap();
     let before = answers.iter().filter(|(t, _)| *t < at).count();
-    assert!(before > 16, "the set came before the race: {before} calls before it");
+    assert!(
+        before > 16,
+        "the set came before the race: {before} calls before it"
+    );
     answers
         .iter()
         .filter(|(t, code)| *t >= at && code == "VALID")
