@@ -4,6 +4,7 @@
 # process, and writes BENCHMARKS.md with medians, min/max and ratios to baselines
 # measured in the same run.
 #   ./bench/run.sh                 # BENCH_RUNS=3 BENCH_SECONDS=5 by default
+#   BENCH_ONLY='verify_hot|verify_quota' ./bench/run.sh   # only these workloads, medians printed
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 BENCH_DIR="${PGAPIKEY_BENCH_DIR:-/tmp/pg_apikey_bench}"
@@ -69,17 +70,25 @@ printf 'phase\tworkload\tclients\trun\tvalue\tunit\n' > "$RESULTS"
 bench() {
     local name="$1" script="$2" clients="$3" run="$4" phase="$5"
     local jobs=$(( clients < 2 ? clients : 2 ))
-    local tps
-    tps=$(PGOPTIONS="${BENCH_PGOPTIONS:-}" "$PG_BIN/pgbench" -n -M prepared -h "$SOCK" -p "$PORT" -U postgres \
-            -c "$clients" -j "$jobs" -T "$SECONDS_PER_RUN" -f "$SCRIPTS/$script.sql" "$DB" 2>&1 \
-          | awk '/^tps = / {print $3; exit}')
-    [ -n "$tps" ] || { echo "pgbench $name produced no tps" >&2; exit 1; }
+    local out tps txs lsn wal
+    [[ -z "${BENCH_ONLY:-}" || "$name" =~ ^($BENCH_ONLY)$ ]] || return 0
+    # WAL written per transaction: the WAL position around the run over the transactions
+    # pgbench completed (the cluster has no other client; background writes are included).
+    lsn=$(psql_b -d "$DB" -At -c "SELECT pg_current_wal_insert_lsn()")
+    out=$(PGOPTIONS="${BENCH_PGOPTIONS:-}" "$PG_BIN/pgbench" -n -M prepared -h "$SOCK" -p "$PORT" -U postgres \
+            -c "$clients" -j "$jobs" -T "$SECONDS_PER_RUN" -f "$SCRIPTS/$script.sql" "$DB" 2>&1)
+    tps=$(awk '/^tps = / {print $3; exit}' <<< "$out")
+    txs=$(awk -F': ' '/^number of transactions actually processed/ {split($2, n, "/"); print n[1]; exit}' <<< "$out")
+    [ -n "$tps" ] && [ -n "$txs" ] && [ "$txs" -gt 0 ] || { echo "pgbench $name produced no tps: $out" >&2; exit 1; }
+    wal=$(psql_b -d "$DB" -At -c "SELECT round(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$lsn') / $txs, 1)")
     printf '%s\t%s\t%s\t%s\t%s\ttps\n' "$phase" "$name" "$clients" "$run" "$tps" >> "$RESULTS"
-    printf '  %-28s c=%s run %s: %s tps\n' "$name" "$clients" "$run" "$tps" >&2
+    printf '%s\t%s@wal\t%s\t%s\t%s\tbytes\n' "$phase" "$name" "$clients" "$run" "$wal" >> "$RESULTS"
+    printf '  %-28s c=%s run %s: %s tps, %s WAL bytes/tx\n' "$name" "$clients" "$run" "$tps" "$wal" >&2
 }
 
 inproc() {
     local what="$1" run="$2" phase="$3" ns
+    [ -z "${BENCH_ONLY:-}" ] || return 0
     ns=$(psql_b -d "$DB" -At -c "SELECT round(bench.inproc('$what', 100000)::numeric, 1)")
     printf '%s\tinproc_%s\t1\t%s\t%s\tns/verify\n' "$phase" "$what" "$run" "$ns" >> "$RESULTS"
     printf '  %-28s run %s: %s ns\n' "inproc_$what" "$run" "$ns" >&2
@@ -87,6 +96,7 @@ inproc() {
 
 bulk() {
     local what="$1" run="$2" rate
+    [ -z "${BENCH_ONLY:-}" ] || return 0
     rate=$(psql_b -d "$DB" -At -c "SELECT round(bench.bulk('$what', 100000)::numeric)")
     printf 'bulk\tbulk_%s\t1\t%s\t%s\tkeys/s\n' "$what" "$run" "$rate" >> "$RESULTS"
     printf '  %-28s run %s: %s keys/s\n' "bulk_$what" "$run" "$rate" >&2
@@ -120,6 +130,21 @@ for run in $(seq 1 "$RUNS"); do
     inproc verify "$run" small
     inproc floor "$run" small
 done
+
+if [ -n "${BENCH_ONLY:-}" ]; then
+    # A quick look at some workloads (BENCH_ONLY='verify_hot|verify_quota'): medians only,
+    # BENCHMARKS.md is left alone.
+    python3 - "$RESULTS" <<'PY'
+import csv, statistics, sys
+from collections import defaultdict
+v = defaultdict(list)
+for r in csv.DictReader(open(sys.argv[1]), delimiter="\t"):
+    v[(r["workload"], r["clients"], r["unit"])].append(float(r["value"]))
+for (w, c, u), xs in sorted(v.items()):
+    print(f"{w:36} c={c:2} {statistics.median(xs):12,.1f} {u}")
+PY
+    exit 0
+fi
 
 # A key without a valid checksum while imported keys are in use: one index probe by
 # digest (then refused), against the same workloads with none in use, in the same runs.

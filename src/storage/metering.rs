@@ -15,7 +15,7 @@ use crate::backend::{micros, plus, timestamp};
 use crate::jsonb::Jsonb;
 use crate::key_settings::Settings;
 use crate::meter::report::Metered;
-use crate::meter::{self, Held, Quota, Refill, Share, Spent, Unit, Window};
+use crate::meter::{self, Held, Quota, Refill, Share, Spent, Unit, Window, MAX_SLOTS};
 use crate::owner::{Owner, OwnerKind};
 use crate::rate_limits::{self, DEFAULT_NAME};
 
@@ -450,6 +450,51 @@ pub fn slots_replace(party: Party<'_>, share: &Share, now: TimestampWithTimeZone
         &args,
         |_| (),
     )
+}
+
+static KEY_SLOT_ADD: Stmt = stmt!(
+    "key_slot_add.sql",
+    [
+        UUID,
+        INT4,
+        INT8,
+        INT8_ARRAY,
+        BOOL_ARRAY,
+        TIMESTAMPTZ,
+        TIMESTAMPTZ
+    ]
+);
+static OWNER_SLOT_ADD: Stmt = stmt!(
+    "owner_slot_add.sql",
+    [
+        TEXT,
+        TEXT,
+        INT4,
+        INT8,
+        INT8_ARRAY,
+        BOOL_ARRAY,
+        TIMESTAMPTZ,
+        TIMESTAMPTZ
+    ]
+);
+
+/// Add one slot holding `share` (of which `share.slots` must be 1) to `party`, whose row
+/// this transaction holds locked, unless it has [`MAX_SLOTS`] slots already: whether it was
+/// added (if not, the row keeps the share).
+pub fn slot_add(party: Party<'_>, share: &Share, now: TimestampWithTimeZone) -> bool {
+    debug_assert_eq!(share.slots, 1);
+    let mut args = party.args();
+    args.extend([
+        i32::try_from(MAX_SLOTS)
+            .expect("MAX_SLOTS fits an int4")
+            .into(),
+        share.quota.into(),
+        share.windows.clone().into(),
+        share.by_cost.clone().into(),
+        share.due_at.map(timestamp).into(),
+        now.into(),
+    ]);
+    first(party.pick(&KEY_SLOT_ADD, &OWNER_SLOT_ADD), &args, |_| ()).is_some()
 }
 
 static OWNER_METER_SPEND: Stmt = stmt!(

@@ -37,7 +37,7 @@ use crate::caller::as_owner;
 use crate::error;
 use crate::meter::report::{describe, Metered, Scope};
 use crate::meter::{self, Held, Limits, Quota, Share, Spent, Verdict, Window};
-use crate::owner::Owner;
+use crate::owner::{Owner, OwnerKind};
 use crate::settings;
 use crate::storage;
 use crate::storage::metering::{self, KeyMeter, Lock, OwnerLimits, Party, Schema, Slot};
@@ -45,6 +45,28 @@ use crate::storage::metering::{self, KeyMeter, Lock, OwnerLimits, Party, Schema,
 /// Slots not spent from for this long fold back into their party's row at its next
 /// exact-path call.
 pub const IDLE: Micros = 10_000_000;
+
+thread_local! {
+    /// The key whose row this backend last found held by another transaction (its bytes):
+    /// its next calls try its slots first, and its row only when no slot pays. A hint
+    /// only — any part may pay for an admitted call; forgotten when the row is found free.
+    static BUSY_KEY: std::cell::Cell<Option<[u8; 16]>> = const { std::cell::Cell::new(None) };
+    /// The same for the owner whose limits' row this backend last found held.
+    static BUSY_OWNER: std::cell::RefCell<Option<(OwnerKind, String)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Whether `o` is the owner this backend last found busy; with `set`, remember whether it
+/// is now.
+fn owner_busy(o: Owner<'_>, set: Option<bool>) -> bool {
+    BUSY_OWNER.with_borrow_mut(|b| {
+        if let Some(busy) = set {
+            *b = busy.then(|| (o.kind, o.id.to_owned()));
+        }
+        b.as_ref()
+            .is_some_and(|(kind, id)| *kind == o.kind && id == o.id)
+    })
+}
 
 /// Which parties' rows another transaction held when the fast path tried them.
 #[derive(Clone, Copy, Default)]
@@ -151,8 +173,22 @@ pub(super) fn metered(
     }
     let schema = schema_of(&k);
     if writes && schema == Schema::Current && !read_only() {
-        match fast(k, owner, required, cost, now) {
+        match fast(k, owner, required, cost, now, Lock::Skip) {
             Fast::Done(outcome) => outcome,
+            // The key's row was held and no slot of it could pay: wait for the row (holding
+            // nothing), and pay from it if it can, handing out one more slot.
+            Fast::Exact(k, busy) if busy.key => {
+                match fast(k, owner, required, cost, now, Lock::Wait) {
+                    Fast::Done(outcome) => outcome,
+                    Fast::Exact(k, again) => {
+                        let busy = Busy {
+                            key: true,
+                            owner: busy.owner || again.owner,
+                        };
+                        exact(k, owner, required, cost, now, schema, busy)
+                    }
+                }
+            }
             Fast::Exact(k, busy) => exact(k, owner, required, cost, now, schema, busy),
         }
     } else {
@@ -167,29 +203,44 @@ enum Fast {
     Exact(KeyRead, Busy),
 }
 
-/// The fast path: the call paid from the parts of each party's budget that no other
-/// transaction holds, without waiting. Every slot is tried inside a subtransaction, rolled
-/// back when the call cannot be paid there: with the spend, it releases every slot lock
-/// taken (also those `SKIP LOCKED` leaves on a slot it found changed and then passed
-/// over), so that the exact path, which waits, never waits holding a slot. Outside a
-/// subtransaction this only ever holds the key's row, then the owner's: the exact path's
-/// order.
+/// The fast path: the call paid from the parts of each party's budget it can take, each
+/// on its own. A party's row is taken with `SKIP LOCKED` (the key's: waiting, with
+/// `key_lock` [`Lock::Wait`], after a first try found it held and no slot could pay);
+/// where it is held, one of its slots pays, again without waiting; where no slot can, the
+/// owner's row is waited for — but only by a call that holds no key slot — and an
+/// admitted call that waited for a row hands one more slot out of it. Slots are tried
+/// inside a subtransaction, rolled back when the call cannot be paid there: with the
+/// spend, it releases every slot lock taken (also those `SKIP LOCKED` leaves on a slot it
+/// found changed and then passed over). So a transaction holding a slot never waits, and
+/// waits only come in the exact path's order (key row, key slots, owner row, owner slots):
+/// no two verifies wait on each other in a cycle.
 fn fast(
     k: KeyRead,
     owner: Option<Owner<'_>>,
     required: Option<&Required>,
     cost: i64,
     now: TimestampWithTimeZone,
+    key_lock: Lock,
 ) -> Fast {
     let now_us = micros(now);
     let mut busy = Busy::default();
-    // The key's row, where no other transaction holds it.
-    let key_row = if k.is_limited() {
-        let m = metering::key_meter(k.id(), now, Lock::Skip, Schema::Current);
-        busy.key = m.is_none();
-        m
-    } else {
+    let waited = key_lock == Lock::Wait;
+    // The key's row, where no other transaction holds it (or, waiting, in any case) —
+    // unless its row was held the last time: then its slots are tried first.
+    let id = *k.id().as_bytes();
+    let key_row = if !k.is_limited() {
         None
+    } else if !waited && BUSY_KEY.get() == Some(id) {
+        busy.key = true;
+        None
+    } else {
+        let m = metering::key_meter(k.id(), now, key_lock, Schema::Current);
+        if m.is_none() && waited {
+            return Fast::Exact(k, busy); // the key is gone: the exact path says so
+        }
+        busy.key = m.is_none();
+        BUSY_KEY.set(busy.key.then_some(id));
+        m
     };
     if let Some(code) = key_row.as_ref().and_then(|m| refusal(m, now, required)) {
         let m = key_row.as_ref().expect("refused by the row read");
@@ -222,15 +273,17 @@ fn fast(
             else {
                 unreachable!("owner_part admitted the call on these counts")
             };
+            let (windows, spent) = grown(Party::Key(k.id()), key_part, &after, waited, cost, now);
             metering::key_meter_spend(
                 k.id(),
                 &m.metered,
-                &after.0,
-                after.1,
+                &windows,
+                spent,
                 now,
                 Schema::Current,
                 true,
             );
+            // The answer's totals: a slot handed out moves a share, not the total.
             Some(View::after(&m.metered, &after, &m.held))
         }
         (None, Some((m, _))) => Some(View::found(&m.metered, &m.held, now_us)),
@@ -254,8 +307,9 @@ enum OwnerPaid {
 
 /// The owner's part of a fast call whose key's part is `key_part` (its row's counts, or
 /// nothing when the key has no row taken): the owner's row, where no other transaction
-/// holds it, else one of its slots (in the caller's subtransaction when it may fail).
-/// `Some(None)`: no owner limits; `None`: the call takes the exact path.
+/// holds it, else one of its slots (in the caller's subtransaction when it may fail),
+/// else — when the call holds no key slot (`busy.key` false) — its row, waiting, handing
+/// out one more slot. `Some(None)`: no owner limits; `None`: the call takes the exact path.
 fn owner_part(
     owner: Option<Owner<'_>>,
     busy: &mut Busy,
@@ -264,45 +318,88 @@ fn owner_part(
     now: TimestampWithTimeZone,
 ) -> Option<Option<OwnerPaid>> {
     let now_us = micros(now);
-    let Some(o) = owner else {
-        // Only the key's row: what it alone admits.
-        return matches!(
+    let key_alone = || {
+        matches!(
             meter::decide(now_us, cost, key_part, &Limits::default()),
             Verdict::Admitted { .. }
         )
-        .then_some(None);
     };
-    match metering::owner_meter(o, now, Lock::Skip, Schema::Current) {
-        Some(m) => {
-            if !m.metered.limits.current(now_us) {
-                return None;
-            }
-            let Verdict::Admitted { owner: after, .. } =
-                meter::decide(now_us, cost, key_part, &m.metered.limits)
-            else {
-                return None;
-            };
-            metering::owner_meter_spend(o, &m.metered, &after.0, after.1, now);
-            Some(Some(OwnerPaid::Row(m, after)))
+    let Some(o) = owner else {
+        // Only the key's row: what it alone admits.
+        return key_alone().then_some(None);
+    };
+    // The owner's row as taken: what it alone (with the key's part) admits, written.
+    let by_row = |m: OwnerLimits, grow: bool| {
+        if !m.metered.limits.current(now_us) {
+            return None;
         }
-        None => {
-            busy.owner = true;
-            // The key's row alone must admit it, before a slot of the owner's pays.
-            if !matches!(
-                meter::decide(now_us, cost, key_part, &Limits::default()),
-                Verdict::Admitted { .. }
-            ) {
-                return None;
-            }
-            let pay = || metering::owner_slot_spend(o, now, cost).map(|(m, _)| m);
-            let m = if busy.key {
-                pay() // already in the caller's subtransaction
-            } else {
-                backend::subtransaction(pay)
-            }?;
-            Some(Some(OwnerPaid::Slot(m)))
+        let Verdict::Admitted { owner: after, .. } =
+            meter::decide(now_us, cost, key_part, &m.metered.limits)
+        else {
+            return None;
+        };
+        let (windows, spent) = grown(Party::Owner(o), &m.metered.limits, &after, grow, cost, now);
+        metering::owner_meter_spend(o, &m.metered, &windows, spent, now);
+        Some(Some(OwnerPaid::Row(m, after)))
+    };
+    // Its row unless it was held the last time (then its slots first).
+    if !owner_busy(o, None) {
+        if let Some(m) = metering::owner_meter(o, now, Lock::Skip, Schema::Current) {
+            return by_row(m, false);
+        }
+        owner_busy(o, Some(true));
+    }
+    busy.owner = true;
+    // The key's row alone must admit it, before a part of the owner's pays.
+    if !key_alone() {
+        return None;
+    }
+    let pay = || metering::owner_slot_spend(o, now, cost).map(|(m, _)| m);
+    if busy.key {
+        // Already in the caller's subtransaction, holding a key slot: never wait.
+        return pay().map(|m| Some(OwnerPaid::Slot(m)));
+    }
+    if let Some(m) = backend::subtransaction(pay) {
+        return Some(Some(OwnerPaid::Slot(m)));
+    }
+    owner_busy(o, Some(false));
+    by_row(
+        metering::owner_meter(o, now, Lock::Wait, Schema::Current)?,
+        true,
+    )
+}
+
+/// The counts to write to a party's row after an admitted call (`after`, of the row's
+/// counts `part`: the refill to come is theirs), with one more
+/// slot handed out of them when the call waited for the row (`grow`; unless the party has
+/// [`meter::MAX_SLOTS`] slots, or too little left to share): the next calls find a part
+/// they can pay from while the row is held.
+fn grown(
+    party: Party<'_>,
+    part: &Limits,
+    after: &(Vec<Window>, Option<Spent>),
+    grow: bool,
+    cost: i64,
+    now: TimestampWithTimeZone,
+) -> (Vec<Window>, Option<Spent>) {
+    if grow {
+        let limits = Limits {
+            windows: after.0.clone(),
+            quota: after.1.map(|s| Quota {
+                remaining: s.remaining,
+                refill: part.quota.and_then(|q| q.refill),
+            }),
+        };
+        let (row, share) = meter::hand_out(&limits, micros(now), cost, 1);
+        if share.slots == 1 && metering::slot_add(party, &share, now) {
+            let spent = row.quota.map(|q| Spent {
+                remaining: q.remaining,
+                refilled: false,
+            });
+            return (row.windows, spent);
         }
     }
+    after.clone()
 }
 
 /// One party's limits as the exact path holds them: its row, and its slots (locked).

@@ -1,7 +1,7 @@
 """Fault-injection checks for pg_apikey. Run by tests/faults/run.sh, one group per process:
 
     faults.py GROUP      (crash-usage, crash-create, standby, fuzz-keys, fuzz-json,
-                          maintenance, open-txn; see the header of run.sh)
+                          maintenance, open-txn, setters; see the header of run.sh)
 
 The environment comes from run.sh: FAULTS_MAJOR, FAULTS_WORK (a directory under
 /tmp/pg_apikey_faults*), FAULTS_PORT (primary; FAULTS_PORT + 1 for a standby) and
@@ -280,6 +280,10 @@ def amcheck(conn, what):
 
 CLIENTS = 8
 QUOTA = 100_000
+# The hot key and the shared quota: enough for 2 s of 16 clients on a fast machine, little
+# enough to drain in seconds after the crash.
+HOT_CLIENTS = 16
+HOT_QUOTA = 40_000
 
 
 # What docs/operations.md says a crash may lose with apikey.usage_synchronous_commit = off:
@@ -287,10 +291,13 @@ QUOTA = 100_000
 ASYNC_LOSS_WINDOW = 0.6
 
 
-def crash_under_load(cluster, key, label):
-    """8 clients verify `key` for ~2 s; kill -9 mid-load; restart. Returns
-    (acknowledged, acknowledged in the ASYNC_LOSS_WINDOW before the crash)."""
-    clients = [Client(cluster, lambda conn: verify(conn, key), 30, 2_000_000) for _ in range(CLIENTS)]
+def crash_under_load(cluster, key, label, clients=CLIENTS):
+    """`clients` connections verify `key` (or, for a list, client i verifies keys[i % len])
+    for ~2 s; kill -9 mid-load; restart. Returns (acknowledged, acknowledged in the
+    ASYNC_LOSS_WINDOW before the crash)."""
+    keys = key if isinstance(key, list) else [key]
+    clients = [Client(cluster, lambda conn, k=keys[i % len(keys)]: verify(conn, k), 30, 2_000_000)
+               for i in range(clients)]
     for c in clients:
         c.start()
     for c in clients:
@@ -305,11 +312,25 @@ def crash_under_load(cluster, key, label):
     if errors_seen:
         raise CheckFailed(f"{label}: a client got {errors_seen[0]} before the crash")
     check(all(c.lost for c in clients),
-          f"{label}: kill -9 of the postmaster and its {children} children hit all {CLIENTS} clients mid-load")
+          f"{label}: kill -9 of the postmaster and its {children} children hit all {len(clients)} clients mid-load")
     cluster.start()
     acked = sum(len(c.acks) for c in clients)
     in_window = sum(1 for c in clients for t in c.acks if t >= crashed_at - ASYNC_LOSS_WINDOW)
     return acked, in_window
+
+
+def drain(cluster, keys, label, expected, clients=16):
+    """`clients` connections verify `keys` (client i: keys[i % len]) until each is refused
+    with USAGE_EXCEEDED: exactly `expected` VALID among them."""
+    racers = [Client(cluster, lambda conn, k=keys[i % len(keys)]: verify(conn, k), 100, 1_000_000,
+                     expect=("VALID", "USAGE_EXCEEDED")) for i in range(clients)]
+    errors_seen = run_clients(racers, 110)
+    if errors_seen:
+        raise CheckFailed(f"{label}: a client draining the rest got {errors_seen[0]}")
+    valid = sum(c.codes.get("VALID", 0) for c in racers)
+    check(valid == expected and all(c.codes.get("USAGE_EXCEEDED") for c in racers),
+          f"{label}: after recovery, {clients} clients drain the {expected} uses left: exactly {expected} VALID, "
+          "then every client is refused", f"got {valid} VALID")
 
 
 def exhaust(cluster, key_id, key, admin, label, uses=20):
@@ -330,20 +351,50 @@ def exhaust(cluster, key_id, key, admin, label, uses=20):
 def group_crash_usage():
     cluster = Cluster("crash-usage").fresh()
 
-    # Durable (the default): no acknowledged use may be lost.
+    # Durable (the default): no acknowledged use may be lost. 16 clients on one hot key, so
+    # that its count is spread over budget slots when the crash comes.
     with cluster.connect() as admin:
-        key_id, key = create_key(admin, remaining=QUOTA)
-    acked, _ = crash_under_load(cluster, key, "durable usage")
+        key_id, key = create_key(admin, remaining=HOT_QUOTA)
+    acked, _ = crash_under_load(cluster, key, "durable usage, one hot key", clients=HOT_CLIENTS)
     with cluster.connect() as admin:
-        recorded = QUOTA - remaining_of(admin, key_id)
-        figure(f"durable usage: {acked} acknowledged, {recorded} recorded after crash recovery")
-        check(acked >= 50, "durable usage: the crash came under real load", f"only {acked} uses acknowledged")
-        check(acked <= recorded, "durable usage: no acknowledged use lost in the crash",
+        recorded = HOT_QUOTA - remaining_of(admin, key_id)
+        slots = admin.execute("SELECT count(*) FROM apikey.key_slots WHERE key_id = %s", (key_id,)).fetchone()[0]
+        figure(f"durable usage, one hot key: {acked} acknowledged, {recorded} recorded after crash recovery, "
+               f"{slots} budget slots")
+        check(slots >= 2, "durable usage, one hot key: its count was spread over budget slots at the crash",
+              f"{slots} slots")
+        check(acked >= 50, "durable usage, one hot key: the crash came under real load", f"only {acked} uses acknowledged")
+        check(acked <= recorded, "durable usage, one hot key: no acknowledged use lost in the crash",
               f"{acked} acknowledged, {recorded} recorded")
-        check(recorded <= acked + CLIENTS,
-              "durable usage: recorded uses exceed acknowledged ones by at most the verifies in flight",
-              f"{recorded} recorded, {acked} acknowledged, {CLIENTS} clients")
+        check(recorded <= acked + HOT_CLIENTS,
+              "durable usage, one hot key: recorded uses exceed acknowledged ones by at most the verifies in flight",
+              f"{recorded} recorded, {acked} acknowledged, {HOT_CLIENTS} clients")
+        drain(cluster, [key], "durable usage, one hot key", HOT_QUOTA - recorded)
+        check(remaining_of(admin, key_id) == 0, "durable usage, one hot key: the quota is then at 0")
         exhaust(cluster, key_id, key, admin, "durable usage")
+
+        # An organization's shared quota: 8 keys, 16 clients, the count in the owner's row
+        # and its slots.
+        admin.execute("SELECT apikey.create_organization('shared')")
+        admin.execute("SELECT apikey.set_owner_limits(org_id => 'shared', remaining => %s)", (HOT_QUOTA,))
+        org_keys = [admin.execute("SELECT key FROM apikey.create_api_key(org_id => 'shared')").fetchone()[0]
+                    for _ in range(8)]
+    acked, _ = crash_under_load(cluster, org_keys, "durable usage, shared quota", clients=HOT_CLIENTS)
+    with cluster.connect() as admin:
+        owner_left = lambda: admin.execute(  # noqa: E731
+            "SELECT remaining FROM apikey.get_owner_limits(org_id => 'shared')").fetchone()[0]
+        recorded = HOT_QUOTA - owner_left()
+        slots = admin.execute("SELECT count(*) FROM apikey.owner_slots WHERE owner_id = 'shared'").fetchone()[0]
+        figure(f"durable usage, shared quota: {acked} acknowledged, {recorded} recorded after crash recovery, "
+               f"{slots} budget slots")
+        check(slots >= 2, "durable usage, shared quota: its count was spread over budget slots at the crash",
+              f"{slots} slots")
+        check(acked >= 50, "durable usage, shared quota: the crash came under real load", f"only {acked} acknowledged")
+        check(acked <= recorded <= acked + HOT_CLIENTS,
+              "durable usage, shared quota: acknowledged <= recorded <= acknowledged + verifies in flight",
+              f"{recorded} recorded, {acked} acknowledged, {HOT_CLIENTS} clients")
+        drain(cluster, org_keys, "durable usage, shared quota", HOT_QUOTA - recorded)
+        check(owner_left() == 0, "durable usage, shared quota: the organization's quota is then at 0")
         amcheck(admin, "durable usage crash")
 
         # apikey.usage_synchronous_commit = off: a bounded loss.
@@ -1043,6 +1094,96 @@ def group_maintenance():
               f"session A: {result.get('a', 'still running')}; REINDEX: {result['b']}")
 
 
+# ---------------------------------------------------------------- 7. setters
+
+class Racer(threading.Thread):
+    """One connection verifying `key` until stopped, recording (start, end, code) of every
+    call; refusals are expected between the setter's rounds."""
+
+    def __init__(self, cluster, key):
+        super().__init__(daemon=True)
+        self.cluster, self.key = cluster, key
+        self.calls = []
+        self.error = None
+        self.stop = threading.Event()
+
+    def run(self):
+        try:
+            with self.cluster.connect() as conn:
+                deadline = time.monotonic() + 100
+                while not self.stop.is_set() and time.monotonic() < deadline:
+                    start = time.monotonic()
+                    code = verify(conn, self.key)
+                    self.calls.append((start, time.monotonic(), code))
+                    if code not in ("VALID", "USAGE_EXCEEDED"):
+                        self.error = f"unexpected code {code}"
+                        return
+                    if code == "USAGE_EXCEEDED":
+                        time.sleep(0.002)
+        except psycopg.Error as e:
+            self.error = f"{e.sqlstate}: {e}"
+
+
+def race_setter(cluster, admin, keys, set_sql, left_sql, label, rounds=5, uses=200):
+    """16 racers verify `keys` (racer i: keys[i % len]) throughout; `rounds` times the
+    setter sets the total to `uses` (`set_sql`) while they do. Each round: the VALID answers
+    of calls that started after the setter returned are at most `uses`, those of calls that
+    ended after it was sent at least `uses` (calls in flight may have spent the old or the
+    new total), the total is then spent to 0 (`left_sql`), and no racer ever got an error."""
+    racers = [Racer(cluster, keys[i % len(keys)]) for i in range(HOT_CLIENTS)]
+    for r in racers:
+        r.start()
+    try:
+        for n in range(rounds):
+            sent = time.monotonic()
+            admin.execute(set_sql, (uses,))
+            returned = time.monotonic()
+
+            def refused_after():
+                return all(any(start > returned and code == "USAGE_EXCEEDED" for start, _, code in list(r.calls))
+                           for r in racers) or any(r.error for r in racers)
+            wait_until(refused_after, f"{label}, round {n + 1}: every racer refused after {uses} uses", 60)
+            errors_seen = [r.error for r in racers if r.error]
+            if errors_seen:
+                raise CheckFailed(f"{label}, round {n + 1}: a racer got {errors_seen[0]}")
+            calls = [c for r in racers for c in list(r.calls)]
+            surely_new = sum(1 for start, _, code in calls if code == "VALID" and start > returned)
+            maybe_new = sum(1 for _, end, code in calls if code == "VALID" and end > sent)
+            left = admin.execute(left_sql).fetchone()[0]
+            check(surely_new <= uses <= maybe_new and left == 0,
+                  f"{label}, round {n + 1}: the total set to {uses} while {HOT_CLIENTS} clients verify admits "
+                  f"exactly that many (started after the set: {surely_new} <= {uses}; ended after it was sent: "
+                  f"{maybe_new} >= {uses}), then 0 left")
+        total = sum(1 for r in racers for _, _, code in list(r.calls) if code == "VALID")
+        check(total == rounds * uses,
+              f"{label}: over all {rounds} rounds exactly {rounds} × {uses} VALID (the total started at 0)",
+              f"got {total}")
+    finally:
+        for r in racers:
+            r.stop.set()
+        for r in racers:
+            r.join(30)
+
+
+def group_setters():
+    cluster = Cluster("setters").fresh()
+    with cluster.connect() as admin:
+        key_id, key = create_key(admin, remaining=0)
+        race_setter(cluster, admin, [key], f"SELECT apikey.update_api_key('{key_id}', remaining => %s)",
+                    f"SELECT remaining FROM apikey.get_api_key('{key_id}')", "update_api_key on one hot key")
+        slots = admin.execute("SELECT count(*) FROM apikey.key_slots WHERE key_id = %s", (key_id,)).fetchone()[0]
+        figure(f"update_api_key on one hot key: {slots} budget slots at the end")
+
+        admin.execute("SELECT apikey.create_organization('shared')")
+        admin.execute("SELECT apikey.set_owner_limits(org_id => 'shared', remaining => 0)")
+        org_keys = [admin.execute("SELECT key FROM apikey.create_api_key(org_id => 'shared')").fetchone()[0]
+                    for _ in range(8)]
+        race_setter(cluster, admin, org_keys, "SELECT apikey.set_owner_limits(org_id => 'shared', remaining => %s)",
+                    "SELECT remaining FROM apikey.get_owner_limits(org_id => 'shared')",
+                    "set_owner_limits on 8 keys sharing a quota")
+        amcheck(admin, "setters")
+
+
 # ---------------------------------------------------------------- 6. open-txn
 
 def group_open_txn():
@@ -1092,6 +1233,7 @@ GROUPS = {
     "fuzz-json": group_fuzz_json,
     "maintenance": group_maintenance,
     "open-txn": group_open_txn,
+    "setters": group_setters,
 }
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@
 # unix sockets and 127.0.0.1 ports 28970-28975 (two per major), driven by
 # tests/faults/faults.py (psycopg 3, in a virtual environment made here once):
 #
-#   crash-usage   kill -9 of the postmaster and all its children while 8 clients verify
-#                 one quota key: after crash recovery no acknowledged use is lost
-#                 (acknowledged <= recorded <= acknowledged + in-flight) and the quota then
-#                 admits exactly what is left (8 clients racing on 20 uses get 20 VALID).
+#   crash-usage   kill -9 of the postmaster and all its children while 16 clients verify
+#                 one hot quota key, and again while they verify 8 keys sharing their
+#                 organization's quota (both spread over budget slots): after crash
+#                 recovery no acknowledged use is lost (acknowledged <= recorded <=
+#                 acknowledged + in-flight), 16 clients then drain exactly what is left,
+#                 and 8 clients racing on update_api_key(remaining => 20) get 20 VALID.
 #                 Again with apikey.usage_synchronous_commit = off: the loss is printed
 #                 and must not exceed what was acknowledged in the last 0.6 s (3 × wal_writer_delay).
 #   crash-create  kill -9 while clients create and rotate (grace 1 hour) keys: every key
@@ -32,6 +34,11 @@
 #                 clients verify plain and quota keys: no error anywhere, exact counts,
 #                 amcheck clean; and the REINDEX deadlock repro (one statement verifying
 #                 a plain key, sleeping 2 s, verifying a quota key; REINDEX 0.5 s in).
+#   setters       16 clients verify one hot key (then 8 keys sharing an organization's
+#                 quota) without pause while update_api_key(remaining => 200) (then
+#                 set_owner_limits) sets the total, 5 rounds each: every round admits
+#                 exactly 200 (calls started after the set <= 200 <= calls ended after it
+#                 was sent), leaves 0, and no client gets an error.
 #   open-txn      with last_used_resolution = 0, a plain key verified in another
 #                 session's open transaction verifies VALID at once (lock_timeout 2s);
 #                 a quota verify rolled back gives the use back.
@@ -44,7 +51,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 HERE="$ROOT/tests/faults"
 VENV="${PGAPIKEY_FAULTS_VENV:-$PG_WHEEL_HOME/faults-venv}"
-GROUPS_ALL=(crash-usage crash-create standby fuzz-keys fuzz-json maintenance open-txn)
+GROUPS_ALL=(crash-usage crash-create standby fuzz-keys fuzz-json maintenance open-txn setters)
 
 # Is DIR one of ours? Only such directories are ever stopped or removed.
 ours() { case "$1" in /tmp/pg_apikey_faults*) return 0 ;; *) return 1 ;; esac; }

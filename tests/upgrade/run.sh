@@ -12,7 +12,9 @@
 #    (after.sql), check that a DBA's privileges on re-created functions survive
 #    (privileges_*.sql), and compare the updated schema with a fresh install.
 # 2. pg_upgrade of a database with pg_apikey from PostgreSQL 15 to every newer major:
-#    the same data set, the same answers after the move, after.sql on the new major.
+#    the same data set, with a key's and an organization's count spread over budget
+#    slots (slots.sql), the same answers, slots and totals after the move
+#    (slots_check.sql), after.sql on the new major.
 # Every check prints "upgrade check ok: ..." (counted by scripts/test.sh); the first that
 # fails stops the run with a diff or a message.
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
@@ -187,8 +189,10 @@ if [ "${#newer[@]}" -gt 0 ]; then
     start "$old" "$PORT"
     psql_at "$old" "$PORT" -d postgres -c "CREATE DATABASE moved"
     psql_at "$old" "$PORT" -d moved -c "CREATE EXTENSION pg_apikey"
-    psql_at "$old" "$PORT" -d moved -f "$HERE/dataset.sql" >/dev/null
-    psql_at "$old" "$PORT" -d moved -f "$HERE/answers.sql" -f "$HERE/listing.sql" >"$WORK/moved.before"
+    psql_at "$old" "$PORT" -d moved -f "$HERE/dataset.sql" -f "$HERE/slots.sql" >/dev/null
+    psql_at "$old" "$PORT" -d moved -f "$HERE/answers.sql" -f "$HERE/listing.sql" -f "$HERE/slots_check.sql" >"$WORK/moved.before"
+    grep -q "budget slots as made: true" "$WORK/moved.before" || fail "slots.sql: the budget slots and totals made before pg_upgrade"
+    ok "a key's quota and an organization's spread over budget slots before pg_upgrade, totals 7 and 97"
     # Debian's 15.18 marks every column with an option that the newer majors' pg_dump
     # copies and their servers refuse (see strip_attver.sql); take it out first.
     for db in $(psql_at "$old" "$PORT" -d postgres -At -c "SELECT datname FROM pg_database WHERE datallowconn"); do
@@ -212,8 +216,8 @@ if [ "${#newer[@]}" -gt 0 ]; then
         fi
         ok "pg_upgrade from PostgreSQL $old_major to $major"
         start "$new" "$PORT"
-        psql_at "$new" "$PORT" -d moved -f "$HERE/answers.sql" -f "$HERE/listing.sql" >"$WORK/moved.after-pg$major"
-        same_output "PostgreSQL $major after pg_upgrade: keys, members, role actions, settings and audit trail as on $old_major" \
+        psql_at "$new" "$PORT" -d moved -f "$HERE/answers.sql" -f "$HERE/listing.sql" -f "$HERE/slots_check.sql" >"$WORK/moved.after-pg$major"
+        same_output "PostgreSQL $major after pg_upgrade: keys, members, role actions, settings, audit trail and budget slots as on $old_major" \
             "$WORK/moved.before" "$WORK/moved.after-pg$major"
         run_checks "$new" "$PORT" moved
         same_schema "pg_upgrade to PostgreSQL $major" "$new" "$PORT" moved
