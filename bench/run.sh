@@ -4,7 +4,7 @@
 # process, and writes BENCHMARKS.md with medians, min/max and ratios to baselines
 # measured in the same run.
 #   ./bench/run.sh                 # BENCH_RUNS=3 BENCH_SECONDS=5 by default
-#   BENCH_ONLY='verify_hot|verify_quota' ./bench/run.sh   # only these workloads, medians printed
+#   BENCH_ONLY='verify_hot|verify_quota|bulk_diy' ./bench/run.sh   # only these workloads (pgbench, inproc_*, bulk_*), medians printed
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 BENCH_DIR="${PGAPIKEY_BENCH_DIR:-/tmp/pg_apikey_bench}"
@@ -88,7 +88,7 @@ bench() {
 
 inproc() {
     local what="$1" run="$2" phase="$3" ns
-    [ -z "${BENCH_ONLY:-}" ] || return 0
+    [[ -z "${BENCH_ONLY:-}" || "inproc_$what" =~ ^($BENCH_ONLY)$ ]] || return 0
     ns=$(psql_b -d "$DB" -At -c "SELECT round(bench.inproc('$what', 100000)::numeric, 1)")
     printf '%s\tinproc_%s\t1\t%s\t%s\tns/verify\n' "$phase" "$what" "$run" "$ns" >> "$RESULTS"
     printf '  %-28s run %s: %s ns\n' "inproc_$what" "$run" "$ns" >&2
@@ -96,7 +96,7 @@ inproc() {
 
 bulk() {
     local what="$1" run="$2" rate
-    [ -z "${BENCH_ONLY:-}" ] || return 0
+    [[ -z "${BENCH_ONLY:-}" || "bulk_$what" =~ ^($BENCH_ONLY)$ ]] || return 0
     rate=$(psql_b -d "$DB" -At -c "SELECT round(bench.bulk('$what', 100000)::numeric)")
     printf 'bulk\tbulk_%s\t1\t%s\t%s\tkeys/s\n' "$what" "$run" "$rate" >> "$RESULTS"
     printf '  %-28s run %s: %s keys/s\n' "bulk_$what" "$run" "$rate" >&2
@@ -131,8 +131,40 @@ for run in $(seq 1 "$RUNS"); do
     inproc floor "$run" small
 done
 
+
+if [ -z "${BENCH_ONLY:-}" ]; then
+    # A key without a valid checksum while imported keys are in use: one index probe by
+    # digest (then refused), against the same workloads with none in use, in the same runs.
+    log "imported keys in use: garbage keys"
+    imported=$(psql_b -d "$DB" -At -c "SELECT apikey.import_api_key(sha256(convert_to('legacy-bench-key', 'UTF8')), org_id => 'bench')")
+    for run in $(seq 1 "$RUNS"); do
+        bench select1_imported select1 8 "$run" small
+        bench verify_garbage_imported verify_garbage 8 "$run" small
+        bench floor_garbage_imported floor_garbage 8 "$run" small
+    done
+    psql_b -d "$DB" -c "SELECT FROM apikey.revoke_api_key('$imported')"
+
+    log "growing the keys tables to $BIG keys"
+    psql_b -d "$DB" -c "SELECT bench.fill($BIG)" -c "VACUUM ANALYZE"
+    for run in $(seq 1 "$RUNS"); do
+        log "run $run of $RUNS ($BIG keys)"
+        bench select1 select1 8 "$run" big
+        bench floor floor 8 "$run" big
+        bench verify_plain verify_plain 8 "$run" big
+        bench diy_plain diy_plain 8 "$run" big
+        inproc verify "$run" big
+        inproc floor "$run" big
+    done
+fi
+
+log "bulk provisioning"
+for run in $(seq 1 "$RUNS"); do
+    bulk pg_apikey "$run"
+    bulk diy "$run"
+done
+
 if [ -n "${BENCH_ONLY:-}" ]; then
-    # A quick look at some workloads (BENCH_ONLY='verify_hot|verify_quota'): medians only,
+verify_quota.): medians only,|verify_quota'): medians only,
     # BENCHMARKS.md is left alone.
     python3 - "$RESULTS" <<'PY'
 import csv, statistics, sys
@@ -145,35 +177,6 @@ for (w, c, u), xs in sorted(v.items()):
 PY
     exit 0
 fi
-
-# A key without a valid checksum while imported keys are in use: one index probe by
-# digest (then refused), against the same workloads with none in use, in the same runs.
-log "imported keys in use: garbage keys"
-imported=$(psql_b -d "$DB" -At -c "SELECT apikey.import_api_key(sha256(convert_to('legacy-bench-key', 'UTF8')), org_id => 'bench')")
-for run in $(seq 1 "$RUNS"); do
-    bench select1_imported select1 8 "$run" small
-    bench verify_garbage_imported verify_garbage 8 "$run" small
-    bench floor_garbage_imported floor_garbage 8 "$run" small
-done
-psql_b -d "$DB" -c "SELECT FROM apikey.revoke_api_key('$imported')"
-
-log "growing the keys tables to $BIG keys"
-psql_b -d "$DB" -c "SELECT bench.fill($BIG)" -c "VACUUM ANALYZE"
-for run in $(seq 1 "$RUNS"); do
-    log "run $run of $RUNS ($BIG keys)"
-    bench select1 select1 8 "$run" big
-    bench floor floor 8 "$run" big
-    bench verify_plain verify_plain 8 "$run" big
-    bench diy_plain diy_plain 8 "$run" big
-    inproc verify "$run" big
-    inproc floor "$run" big
-done
-
-log "bulk provisioning"
-for run in $(seq 1 "$RUNS"); do
-    bulk pg_apikey "$run"
-    bulk diy "$run"
-done
 
 SETTINGS=$(psql_b -d "$DB" -At -F '=' -c "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync', 'wal_level', 'max_connections', 'jit') ORDER BY name" | paste -sd ' ')
 PGVERSION=$(psql_b -d "$DB" -At -c "SHOW server_version")

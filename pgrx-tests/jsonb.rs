@@ -95,7 +95,7 @@ mod tests {
         )
         .unwrap();
         let differing = Spi::get_one::<i64>(
-            "SELECT count(*) FROM apikey.keys k, jsonb_each(to_jsonb(apikey.key_info_of(k))) f
+            "SELECT count(*) FROM apikey.keys k, jsonb_each(to_jsonb(apikey.key_info_of(k, NULL))) f
               WHERE f.value IS DISTINCT FROM
                     to_jsonb(k) -> CASE f.key WHEN 'key_id' THEN 'id' ELSE f.key END",
         )
@@ -108,10 +108,27 @@ mod tests {
              SELECT id, s, 10 * (s + 1), '{1}', '{f}', now() FROM apikey.keys, generate_series(0, 1) s",
         )
         .unwrap();
-        let remaining =
-            Spi::get_one::<i64>("SELECT (apikey.key_info_of(k)).remaining FROM apikey.keys k")
-                .unwrap();
+        let remaining = Spi::get_one::<i64>(
+            "SELECT (apikey.key_info_of(k, apikey.key_held(k.id))).remaining FROM apikey.keys k",
+        )
+        .unwrap();
         assert_eq!(remaining, Some(3 + 10 + 20));
+        // Inlined into the statements that call it: no function call per row (bulk
+        // provisioning builds one key_info per key).
+        let plan: Vec<String> = Spi::connect(|c| {
+            c.select(
+                "EXPLAIN (VERBOSE, COSTS OFF) SELECT apikey.key_info_of(k, NULL) FROM apikey.keys k",
+                None,
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get::<String>(1).unwrap().unwrap())
+            .collect()
+        });
+        assert!(
+            !plan.join("\n").contains("key_info_of"),
+            "not inlined: {plan:?}"
+        );
         let files = [
             ("key_get.sql", include_str!("../sql/queries/key_get.sql")),
             (

@@ -21,8 +21,10 @@ COMMENT ON FUNCTION apikey.create_api_key(text, text, text, text, timestamptz, j
 COMMENT ON FUNCTION apikey.verify_api_key(text, jsonb, integer) IS
 'Verify a presented key: one row for any input. code: VALID, KEY_NOT_FOUND, KEY_DISABLED, KEY_EXPIRED, INSUFFICIENT_PERMISSIONS, RATE_LIMITED, USAGE_EXCEEDED (checked in that order: rate limits, the key''s then its owner''s, before quotas). required_permissions: an object of resources and actions (every one needed) or a query, {"$all": [...]} / {"$any": [...]}; a granted "*" grants every action on its resource. cost (default 1, 0 or more): what a VALID call spends from every quota that applies, the key''s and its owner''s (apikey.set_owner_limits), all or nothing, exactly under concurrency; cost 0 spends and counts nothing. remaining: the least left among those quotas after this call; rate_limits: each rate limit in force after this call (name, scope, limit, remaining, reset_at), for X-RateLimit-* headers; retry_after: when a refused call may succeed. Keys imported with apikey.import_api_key verify by their original text. Raises 22023 only for malformed required_permissions or cost.';
 
-COMMENT ON FUNCTION apikey.key_info_of(apikey.keys) IS
-'A key''s public fields (apikey.key_info) from its row of apikey.keys, never the secret or its digest; remaining is what is left in total, with what the key''s budget slots hold. Used by the extension''s own statements; the tables are closed to other roles.';
+COMMENT ON FUNCTION apikey.key_info_of(apikey.keys, bigint) IS
+'A key''s public fields (apikey.key_info) from its row of apikey.keys and what its budget slots hold of its quota (held), never the secret or its digest; remaining is what is left in total. Used by the extension''s own statements; the tables are closed to other roles.';
+COMMENT ON FUNCTION apikey.key_held(uuid) IS
+'What the budget slots of a key hold of its quota, as committed (NULL: none). Used by the extension''s own statements.';
 
 COMMENT ON FUNCTION apikey.list_api_keys(text, text) IS
 'Public fields of keys (never secrets or digests). org_id: that organization''s keys (needs read). No org_id: your own user keys; a trusted caller sees all keys, or one user''s with user_id.';

@@ -76,23 +76,33 @@ REVOKE ALL ON TABLE apikey.key_slots, apikey.owner_slots FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('apikey.key_slots', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.owner_slots', '');
 
--- A key's public fields from its stored row: the one place that builds apikey.key_info
--- (every statement that returns or records a key calls it; never the secret or digest).
--- remaining is what is left in total: the row's own count and what the key's budget slots
--- hold (as committed). Reads apikey.key_slots, so it is STABLE and pins its search_path.
-CREATE OR REPLACE FUNCTION apikey.key_info_of(k apikey.keys) RETURNS apikey.key_info
-    LANGUAGE sql STABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
+-- key_info_of takes what the slots hold as an argument (no longer reads them).
+DROP FUNCTION apikey.key_info_of(apikey.keys);
+-- A key's public fields from its stored row and what its budget slots hold (`held`, NULL
+-- for none): the one place that builds apikey.key_info (every statement that returns or
+-- records a key calls it; never the secret or digest). remaining is what is left in
+-- total. It resolves no name but a qualified type, so it needs no SET clause and is
+-- inlined where it is called (no function call per row, as bulk provisioning needs).
+CREATE FUNCTION apikey.key_info_of(k apikey.keys, held bigint) RETURNS apikey.key_info
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
 SELECT ROW(k.id, k.org_id, k.user_id, k.name, k.prefix, k.start, k.enabled, k.expires_at,
            k.permissions, k.metadata,
-           k.remaining OPERATOR(pg_catalog.+) coalesce((SELECT sum(s.quota)::bigint
-                                                FROM apikey.key_slots s
-                                               WHERE s.key_id OPERATOR(pg_catalog.=) k.id), 0),
+           k.remaining OPERATOR(pg_catalog.+) coalesce(held, 0),
            k.refill_amount, k.refill_interval,
            k.rate_limit_max, k.rate_limit_window, k.created_at, k.last_used_at, k.revoked_at,
            k.created_by_role, k.created_by_identity, k.updated_at, k.rotated_from,
            k.replaced_by, k.rate_limits, k.imported)::apikey.key_info
 $$;
-COMMENT ON FUNCTION apikey.key_info_of(apikey.keys) IS
-'A key''s public fields (apikey.key_info) from its row of apikey.keys, never the secret or its digest; remaining is what is left in total, with what the key''s budget slots hold. Used by the extension''s own statements; the tables are closed to other roles.';
+
+-- What the budget slots of key `id` hold of its quota, as committed (NULL: no slots).
+CREATE FUNCTION apikey.key_held(id uuid) RETURNS bigint
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+SELECT sum(s.quota)::bigint FROM apikey.key_slots s WHERE s.key_id OPERATOR(pg_catalog.=) id
+$$;
+COMMENT ON FUNCTION apikey.key_info_of(apikey.keys, bigint) IS
+'A key''s public fields (apikey.key_info) from its row of apikey.keys and what its budget slots hold of its quota (held), never the secret or its digest; remaining is what is left in total. Used by the extension''s own statements; the tables are closed to other roles.';
+COMMENT ON FUNCTION apikey.key_held(uuid) IS
+'What the budget slots of a key hold of its quota, as committed (NULL: none). Used by the extension''s own statements.';

@@ -6,11 +6,15 @@
 //! (exactly as for what does not exist, so that ids cannot be probed).
 //!
 //! Call these inside [`crate::caller::as_owner`].
+use std::ffi::{CStr, CString};
+
+use pgrx::pg_sys;
 use pgrx::Uuid;
 
 use crate::caller::Caller;
 use crate::error;
 use crate::membership;
+use crate::settings;
 use crate::storage::{self, KeyRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,9 +75,35 @@ pub fn authorize_org_key_creation(caller: &Caller, org: &str) {
                 "role \"{}\" may not create keys for organization \"{org}\"",
                 caller.role_name
             ),
-            "Ask an owner to add you with a role that allows create (owner or admin).",
+            format!(
+                "Ask an owner to add you with a role that allows create (owner or admin). {}",
+                backend_hint(caller)
+            ),
         );
     }
+}
+
+/// The second half of a 42501 hint for an ordinary caller refused on an organization's
+/// keys: what a backend (not a member) needs, as the statement to run.
+fn backend_hint(caller: &Caller) -> String {
+    let svc = settings::service_role().unwrap_or_else(|| "apikey_service".into());
+    format!(
+        "A backend that manages keys for every organization needs the service role: GRANT {} TO {};",
+        ident(&svc),
+        ident(&caller.role_name)
+    )
+}
+
+/// `name` as an SQL identifier, quoted where PostgreSQL would need it (`quote_ident`).
+fn ident(name: &str) -> String {
+    let Ok(c) = CString::new(name) else {
+        return name.to_string();
+    };
+    // SAFETY: quote_identifier reads a NUL-terminated string and returns either that
+    // string or a palloc'd quoted copy; both are copied out here, while `c` lives.
+    unsafe { CStr::from_ptr(pg_sys::quote_identifier(c.as_ptr())) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Find a key and check that the caller may do `action` with it. A key the caller may
@@ -102,8 +132,9 @@ pub fn authorize_key(caller: &Caller, key_id: Uuid, action: Action) -> KeyRow {
                 action.as_str()
             ),
             format!(
-                "Ask an owner for a role that allows {} on the organization's keys.",
-                action.as_str()
+                "Ask an owner for a role that allows {} on the organization's keys. {}",
+                action.as_str(),
+                backend_hint(caller)
             ),
         );
     }

@@ -3,7 +3,7 @@
 -- "changes" as the jsonb values they are.
 INSERT INTO apikey.audit_log (action, org_id, key_id, actor_role, actor_identity, details)
 SELECT $1, k.org_id, k.id, $3, $4,
-       jsonb_build_object('key', to_jsonb(apikey.key_info_of(k)))
+       jsonb_build_object('key', to_jsonb(apikey.key_info_of(k, apikey.key_held(k.id))))
        || coalesce($5, '{}'::jsonb)
        || CASE WHEN coalesce(cardinality($6), 0) = 0 THEN '{}'::jsonb
                ELSE jsonb_build_object('changes',

@@ -10,7 +10,7 @@ WITH k AS (
             $18, $19, coalesce($20, clock_timestamp()), $21, true)
     ON CONFLICT (digest) DO NOTHING
     RETURNING n.id, n.org_id,
-       apikey.key_info_of(n) AS info
+       apikey.key_info_of(n, NULL) AS info
 ), audit AS (
     INSERT INTO apikey.audit_log (action, org_id, key_id, actor_role, actor_identity, details)
     SELECT 'key_imported', k.org_id, k.id, $16, $17, jsonb_build_object('key', to_jsonb(k.info))

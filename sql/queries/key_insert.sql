@@ -5,7 +5,7 @@ WITH k AS (
         rate_limit_max, rate_limit_window, rate_limits, created_by_role, created_by_identity)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
     RETURNING n.id, n.org_id, n.created_at,
-       apikey.key_info_of(n) AS info
+       apikey.key_info_of(n, NULL) AS info
 ), audit AS (
     INSERT INTO apikey.audit_log (action, org_id, key_id, actor_role, actor_identity, details)
     SELECT 'key_created', k.org_id, k.id, $16, $17, jsonb_build_object('key', to_jsonb(k.info))

@@ -5,4 +5,4 @@ UPDATE apikey.keys k
        revoked_by_identity = CASE WHEN k.revoked_at IS NULL THEN $3 ELSE k.revoked_by_identity END
  WHERE k.id = $1
 RETURNING k.org_id, k.user_id, k.revoked_at IS NOT NULL AS revoked,
-       apikey.key_info_of(k) AS info;
+       apikey.key_info_of(k, apikey.key_held(k.id)) AS info;

@@ -12,4 +12,4 @@ UPDATE apikey.keys k
        updated_at = $14
  WHERE k.id = $1
 RETURNING k.org_id, k.user_id, k.revoked_at IS NOT NULL AS revoked,
-       apikey.key_info_of(k) AS info;
+       apikey.key_info_of(k, apikey.key_held(k.id)) AS info;

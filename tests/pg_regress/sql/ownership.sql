@@ -101,3 +101,11 @@ SELECT apikey.create_organization('acme');
 \echo :LAST_ERROR_SQLSTATE
 SELECT apikey.create_organization('');
 \echo :LAST_ERROR_SQLSTATE
+
+-- A backend role that was never granted the service role: the 42501 hint gives the
+-- statement that fixes it, with the role's name quoted as SQL needs it.
+CREATE ROLE "Regress Backend";
+SET ROLE "Regress Backend";
+SELECT key_id FROM apikey.create_api_key(org_id => 'acme', name => 'backend');
+RESET ROLE;
+DROP ROLE "Regress Backend";
