@@ -164,7 +164,7 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 if [ -n "${BENCH_ONLY:-}" ]; then
-verify_quota.): medians only,|verify_quota'): medians only,
+    # A quick look at the workloads BENCH_ONLY names (e.g. verify_hot|bulk_pg_apikey): medians only,
     # BENCHMARKS.md is left alone.
     python3 - "$RESULTS" <<'PY'
 import csv, statistics, sys
