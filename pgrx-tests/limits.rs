@@ -74,11 +74,12 @@ mod tests {
         // Still in the same interval: no second refill.
         assert_eq!(verify_at(&key, None, at(t0, later + 3)).0, "USAGE_EXCEEDED");
         assert_eq!(
-            verify_at(&key, None, at(t0, 2 * 3_600_000)).0,
+            verify_at(&key, None, at(t0, 2 * 3_600_000 - 1_000)).0,
             "USAGE_EXCEEDED"
         );
-        // The next interval is counted from the refill.
-        assert_eq!(verify_at(&key, None, at(t0, later + 3_600_000)).0, "VALID");
+        // The next period ends two hours after the anchor (the key's creation, just before
+        // t0), not one hour after the late refill (0.3.0: refills on a schedule).
+        assert_eq!(verify_at(&key, None, at(t0, 2 * 3_600_000)).0, "VALID");
     }
 
     #[pg_test]

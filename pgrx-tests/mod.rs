@@ -8,6 +8,7 @@
 mod jsonb;
 mod limits;
 mod metered;
+mod refills;
 mod security;
 mod support;
 mod verify;

@@ -123,6 +123,9 @@ CREATE TABLE apikey.keys (
     rate_resets         timestamptz[],
     -- 0.2.0: made by apikey.import_api_key from another system's digest (no checksum).
     imported            boolean NOT NULL DEFAULT false,
+    -- 0.3.0: where the refill periods are counted from (period k ends at
+    -- refill_anchor + k × refill_interval); NULL when the key has no refill.
+    refill_anchor       timestamptz,
     CHECK (org_id IS NOT NULL OR user_id IS NOT NULL),
     CHECK ((refill_amount IS NULL) OPERATOR(pg_catalog.=) (refill_interval IS NULL)),
     CHECK ((rate_limit_max IS NULL) OPERATOR(pg_catalog.=) (rate_limit_window IS NULL))
@@ -162,7 +165,8 @@ CREATE TYPE apikey.key_info AS (
     rotated_from        uuid,
     replaced_by         uuid,
     rate_limits         jsonb,
-    imported            boolean
+    imported            boolean,
+    refill_anchor       timestamptz
 );
 
 -- 0.2.0: limits shared by every key of an owner — an organization's keys, or a user's own
@@ -182,6 +186,8 @@ CREATE TABLE apikey.owner_limits (
     set_at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     set_by_role     text NOT NULL,
     set_by_identity text,
+    -- 0.3.0: where the refill periods are counted from, as for a key.
+    refill_anchor   timestamptz,
     PRIMARY KEY (owner_kind, owner_id),
     CHECK ((refill_amount IS NULL) OPERATOR(pg_catalog.=) (refill_interval IS NULL))
 );
@@ -263,6 +269,34 @@ REVOKE ALL ON TABLE apikey.key_slots, apikey.owner_slots FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('apikey.key_slots', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.owner_slots', '');
 
+-- The end of an anchored refill period: anchor + (k + step) × every, where k is the
+-- number of the last period end at or before t (k may be negative when the anchor is
+-- after t). Each end is computed from the anchor, never by adding to the previous one,
+-- so monthly periods follow the calendar (31 Jan, 28/29 Feb, 31 Mar), in UTC so that
+-- the answer does not depend on the session's TimeZone. step 1: the next refill after a
+-- refill (or start) at t; step 0: the period end a refill applied at t belongs to.
+CREATE FUNCTION apikey.refill_period_end(anchor timestamptz, every interval, t timestamptz, step integer)
+    RETURNS timestamptz
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    a timestamp := anchor AT TIME ZONE 'UTC';
+    x timestamp := t AT TIME ZONE 'UTC';
+    len float8 := greatest(extract(epoch FROM every), 1);
+    k bigint := floor(extract(epoch FROM x - a) / len);
+BEGIN
+    -- k is estimated from the interval's average length, then set by the calendar.
+    WHILE a + k * every > x LOOP
+        k := k - 1;
+    END LOOP;
+    WHILE a + (k + 1) * every <= x LOOP
+        k := k + 1;
+    END LOOP;
+    RETURN (a + (k + step) * every) AT TIME ZONE 'UTC';
+END
+$$;
+
 -- A key's public fields from its stored row and what its budget slots hold (`held`, NULL
 -- for none): the one place that builds apikey.key_info (every statement that returns or
 -- records a key calls it; never the secret or digest). remaining is what is left in
@@ -277,7 +311,7 @@ SELECT ROW(k.id, k.org_id, k.user_id, k.name, k.prefix, k.start, k.enabled, k.ex
            k.refill_amount, k.refill_interval,
            k.rate_limit_max, k.rate_limit_window, k.created_at, k.last_used_at, k.revoked_at,
            k.created_by_role, k.created_by_identity, k.updated_at, k.rotated_from,
-           k.replaced_by, k.rate_limits, k.imported)::apikey.key_info
+           k.replaced_by, k.rate_limits, k.imported, k.refill_anchor)::apikey.key_info
 $$;
 
 -- What the budget slots of key `id` hold of its quota, as committed (NULL: no slots).

@@ -15,14 +15,17 @@ COMMENT ON FUNCTION apikey.set_role_action(text, text, boolean) IS
 COMMENT ON FUNCTION apikey.list_role_actions() IS
 'The role-to-action mapping in force: shipped defaults (is_default) and customisations over them.';
 
-COMMENT ON FUNCTION apikey.create_api_key(text, text, text, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, jsonb) IS
-'Create an API key and return it in plaintext, once. org_id: an organization key (trusted callers need no user; ordinary callers need a role allowing create). user_id alone: a user key (ordinary callers only for themselves). Policy fields (permissions, remaining, refill_*, rate_limit_*, rate_limits) need a trusted caller. rate_limits: named limits, [{"name": "burst", "limit": 10, "window": "1 second"}, {"name": "daily", "limit": 50000, "window": "1 day", "unit": "cost"}]; the rate_limit_max/rate_limit_window pair is the limit named default.';
+COMMENT ON FUNCTION apikey.create_api_key(text, text, text, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, jsonb, timestamptz) IS
+'Create an API key and return it in plaintext, once. org_id: an organization key (trusted callers need no user; ordinary callers need a role allowing create). user_id alone: a user key (ordinary callers only for themselves). Policy fields (permissions, remaining, refill_*, rate_limit_*, rate_limits) need a trusted caller. rate_limits: named limits, [{"name": "burst", "limit": 10, "window": "1 second"}, {"name": "daily", "limit": 50000, "window": "1 day", "unit": "cost"}]; the rate_limit_max/rate_limit_window pair is the limit named default. refill_anchor: the refill periods end at refill_anchor + k × refill_interval (default: now), so a monthly refill keeps its day of the month.';
 
 COMMENT ON FUNCTION apikey.verify_api_key(text, jsonb, integer) IS
 'Verify a presented key: one row for any input. code: VALID, KEY_NOT_FOUND, KEY_DISABLED, KEY_EXPIRED, INSUFFICIENT_PERMISSIONS, RATE_LIMITED, USAGE_EXCEEDED (checked in that order: rate limits, the key''s then its owner''s, before quotas). required_permissions: an object of resources and actions (every one needed) or a query, {"$all": [...]} / {"$any": [...]}; a granted "*" grants every action on its resource. cost (default 1, 0 or more): what a VALID call spends from every quota that applies, the key''s and its owner''s (apikey.set_owner_limits), all or nothing, exactly under concurrency; cost 0 spends and counts nothing. remaining: the least left among those quotas after this call; rate_limits: each rate limit in force after this call (name, scope, limit, remaining, reset_at), for X-RateLimit-* headers; retry_after: when a refused call may succeed. Keys imported with apikey.import_api_key verify by their original text. Raises 22023 only for malformed required_permissions or cost.';
 
 COMMENT ON FUNCTION apikey.key_info_of(apikey.keys, bigint) IS
 'A key''s public fields (apikey.key_info) from its row of apikey.keys and what its budget slots hold of its quota (held), never the secret or its digest; remaining is what is left in total. Used by the extension''s own statements; the tables are closed to other roles.';
+COMMENT ON FUNCTION apikey.refill_period_end(timestamptz, interval, timestamptz, integer) IS
+'The end of the anchored refill period that t falls in (anchor + k × every, computed from the anchor in UTC, never accumulated), moved by step periods: step 1 is the next refill after a refill at t. Used by the extension''s own statements.';
+
 COMMENT ON FUNCTION apikey.key_held(uuid) IS
 'What the budget slots of a key hold of its quota, as committed (NULL: none). Used by the extension''s own statements.';
 
@@ -41,20 +44,20 @@ COMMENT ON FUNCTION apikey.delete_api_key(uuid) IS
 COMMENT ON FUNCTION apikey.delete_expired_api_keys() IS
 'Delete the expired keys the caller may delete (all of them for a trusted caller); returns how many.';
 
-COMMENT ON FUNCTION apikey.update_api_key(uuid, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, boolean, text[], jsonb) IS
-'Change a key''s settings: only the arguments given change; clear => ''{expires_at,...}'' sets fields back to NULL. rate_limits replaces the whole list of named limits (their windows start over). Policy fields need a trusted caller; org keys need the update action. Applies to the very next verify.';
+COMMENT ON FUNCTION apikey.update_api_key(uuid, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, boolean, text[], jsonb, timestamptz) IS
+'Change a key''s settings: only the arguments given change; clear => ''{expires_at,...}'' sets fields back to NULL. rate_limits replaces the whole list of named limits (their windows start over). refill_anchor: where the refill periods count from (NULL: unchanged; a new refill_interval re-anchors at now). Policy fields need a trusted caller; org keys need the update action. Applies to the very next verify.';
 
 COMMENT ON FUNCTION apikey.rotate_api_key(uuid, interval) IS
 'Replace a key with a new one (new id and secret, same owner and settings), returned in plaintext once. The old key verifies for grace more (default 0), then answers KEY_EXPIRED; the two are linked by rotated_from/replaced_by.';
 
-COMMENT ON FUNCTION apikey.set_owner_limits(text, text, bigint, bigint, interval, jsonb) IS
-'Set the limits shared by every key of an organization (org_id), or by a user''s own keys (user_id): a quota (remaining, refill_amount every refill_interval) and named rate_limits, as for a key. Replaces the owner''s limits and starts their counts over; all NULL removes them. Trusted callers only. Recorded in the audit trail as owner_limits_set.';
+COMMENT ON FUNCTION apikey.set_owner_limits(text, text, bigint, bigint, interval, jsonb, timestamptz) IS
+'Set the limits shared by every key of an organization (org_id), or by a user''s own keys (user_id): a quota (remaining, refill_amount every refill_interval, periods counted from refill_anchor, default now) and named rate_limits, as for a key. Replaces the owner''s limits and starts their counts over; all NULL removes them. Trusted callers only. Recorded in the audit trail as owner_limits_set.';
 
 COMMENT ON FUNCTION apikey.get_owner_limits(text, text) IS
-'The limits shared by an owner''s keys and their state now: what is left of the quota, the next refill, and each rate limit''s remaining and reset_at. No row: the owner has none. Trusted callers, members whose role allows read in the organization, and a user for its own; P0002 for anyone else.';
+'The limits shared by an owner''s keys and their state now: what is left of the quota, the next refill (the next anchored period end) and the anchor, and each rate limit''s remaining and reset_at. No row: the owner has none. Trusted callers, members whose role allows read in the organization, and a user for its own; P0002 for anyone else.';
 
-COMMENT ON FUNCTION apikey.import_api_key(bytea, text, text, text, text, text, boolean, timestamptz, jsonb, jsonb, bigint, bigint, interval, timestamptz, integer, interval, timestamptz, timestamptz) IS
-'Import a key made by another system by the SHA-256 digest (32 bytes) of its whole text, with its owner, settings and history; returns its id. It then verifies with its original text (while apikey.accept_imported_keys is on). Re-runnable: an already stored digest returns that key''s id and changes nothing. Trusted callers only. Recorded as key_imported.';
+COMMENT ON FUNCTION apikey.import_api_key(bytea, text, text, text, text, text, boolean, timestamptz, jsonb, jsonb, bigint, bigint, interval, timestamptz, integer, interval, timestamptz, timestamptz, timestamptz) IS
+'Import a key made by another system by the SHA-256 digest (32 bytes) of its whole text, with its owner, settings and history; returns its id. It then verifies with its original text (while apikey.accept_imported_keys is on). Re-runnable: an already stored digest returns that key''s id and changes nothing. refill_anchor: where its refill periods count from (default: last_refill_at, else now). Trusted callers only. Recorded as key_imported.';
 
 COMMENT ON FUNCTION apikey.list_audit_events(text, timestamptz) IS
 'Management actions (organizations, members, role mapping, key create/update/rotate/revoke/delete) with the calling role, identity, time and what changed; never a secret. Trusted callers read all; an organization''s owners read its events.';

@@ -76,6 +76,48 @@ REVOKE ALL ON TABLE apikey.key_slots, apikey.owner_slots FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('apikey.key_slots', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.owner_slots', '');
 
+-- 0.3.0: refills on a schedule. A key's or owner's refill periods end at
+-- refill_anchor + k × refill_interval, each computed from the anchor (monthly periods
+-- keep their day of the month, however idle the key was). Existing keys and owners keep
+-- their last refill (or their start) as their anchor, so their next refill stays where
+-- it was.
+ALTER TABLE apikey.keys ADD COLUMN refill_anchor timestamptz;
+ALTER TABLE apikey.owner_limits ADD COLUMN refill_anchor timestamptz;
+UPDATE apikey.keys SET refill_anchor = coalesce(last_refill_at, created_at)
+ WHERE refill_interval IS NOT NULL;
+UPDATE apikey.owner_limits SET refill_anchor = coalesce(last_refill_at, set_at)
+ WHERE refill_interval IS NOT NULL;
+ALTER TYPE apikey.key_info ADD ATTRIBUTE refill_anchor timestamptz;
+-- The end of an anchored refill period: anchor + (k + step) × every, where k is the
+-- number of the last period end at or before t (k may be negative when the anchor is
+-- after t). Each end is computed from the anchor, never by adding to the previous one,
+-- so monthly periods follow the calendar (31 Jan, 28/29 Feb, 31 Mar), in UTC so that
+-- the answer does not depend on the session's TimeZone. step 1: the next refill after a
+-- refill (or start) at t; step 0: the period end a refill applied at t belongs to.
+CREATE FUNCTION apikey.refill_period_end(anchor timestamptz, every interval, t timestamptz, step integer)
+    RETURNS timestamptz
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    a timestamp := anchor AT TIME ZONE 'UTC';
+    x timestamp := t AT TIME ZONE 'UTC';
+    len float8 := greatest(extract(epoch FROM every), 1);
+    k bigint := floor(extract(epoch FROM x - a) / len);
+BEGIN
+    -- k is estimated from the interval's average length, then set by the calendar.
+    WHILE a + k * every > x LOOP
+        k := k - 1;
+    END LOOP;
+    WHILE a + (k + 1) * every <= x LOOP
+        k := k + 1;
+    END LOOP;
+    RETURN (a + (k + step) * every) AT TIME ZONE 'UTC';
+END
+$$;
+COMMENT ON FUNCTION apikey.refill_period_end(timestamptz, interval, timestamptz, integer) IS
+'The end of the anchored refill period that t falls in (anchor + k × every, computed from the anchor in UTC, never accumulated), moved by step periods: step 1 is the next refill after a refill at t. Used by the extension''s own statements.';
+
 -- key_info_of takes what the slots hold as an argument (no longer reads them).
 DROP FUNCTION apikey.key_info_of(apikey.keys);
 -- A key's public fields from its stored row and what its budget slots hold (`held`, NULL
@@ -92,7 +134,7 @@ SELECT ROW(k.id, k.org_id, k.user_id, k.name, k.prefix, k.start, k.enabled, k.ex
            k.refill_amount, k.refill_interval,
            k.rate_limit_max, k.rate_limit_window, k.created_at, k.last_used_at, k.revoked_at,
            k.created_by_role, k.created_by_identity, k.updated_at, k.rotated_from,
-           k.replaced_by, k.rate_limits, k.imported)::apikey.key_info
+           k.replaced_by, k.rate_limits, k.imported, k.refill_anchor)::apikey.key_info
 $$;
 
 -- What the budget slots of key `id` hold of its quota, as committed (NULL: no slots).
@@ -106,3 +148,205 @@ COMMENT ON FUNCTION apikey.key_info_of(apikey.keys, bigint) IS
 'A key''s public fields (apikey.key_info) from its row of apikey.keys and what its budget slots hold of its quota (held), never the secret or its digest; remaining is what is left in total. Used by the extension''s own statements; the tables are closed to other roles.';
 COMMENT ON FUNCTION apikey.key_held(uuid) IS
 'What the budget slots of a key hold of its quota, as committed (NULL: none). Used by the extension''s own statements.';
+
+-- ---------------------------------------------------------------- functions whose signature changed
+
+-- 0.3.0: create_api_key, update_api_key, import_api_key and set_owner_limits gain
+-- refill_anchor; get_owner_limits gains the refill_anchor column. A function's arguments
+-- and result columns cannot be changed in place, so each old one is renamed, the new one
+-- created (with a new C symbol: src/api/outdated.rs), the old one's privileges (a DBA's
+-- REVOKE or GRANT) copied onto the new one, and the old one dropped. (A view or function
+-- of the application's that calls an old one stops the update with PostgreSQL's "other
+-- objects depend on it": drop it, update, and create it again.)
+ALTER FUNCTION apikey.create_api_key(text, text, text, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, jsonb) RENAME TO create_api_key_0_2_0;
+ALTER FUNCTION apikey.update_api_key(uuid, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, boolean, text[], jsonb) RENAME TO update_api_key_0_2_0;
+ALTER FUNCTION apikey.import_api_key(bytea, text, text, text, text, text, boolean, timestamptz, jsonb, jsonb, bigint, bigint, interval, timestamptz, integer, interval, timestamptz, timestamptz) RENAME TO import_api_key_0_2_0;
+ALTER FUNCTION apikey.set_owner_limits(text, text, bigint, bigint, interval, jsonb) RENAME TO set_owner_limits_0_2_0;
+ALTER FUNCTION apikey.get_owner_limits(text, text) RENAME TO get_owner_limits_0_2_0;
+
+CREATE FUNCTION apikey.create_api_key(
+	"org_id" TEXT DEFAULT NULL,
+	"user_id" TEXT DEFAULT NULL,
+	"name" TEXT DEFAULT NULL,
+	"prefix" TEXT DEFAULT NULL,
+	"expires_at" timestamp with time zone DEFAULT NULL,
+	"permissions" jsonb DEFAULT NULL,
+	"metadata" jsonb DEFAULT NULL,
+	"remaining" bigint DEFAULT NULL,
+	"refill_amount" bigint DEFAULT NULL,
+	"refill_interval" interval DEFAULT NULL,
+	"rate_limit_max" INT DEFAULT NULL,
+	"rate_limit_window" interval DEFAULT NULL,
+	"rate_limits" jsonb DEFAULT NULL,
+	"refill_anchor" timestamp with time zone DEFAULT NULL
+) RETURNS TABLE (
+	"key_id" uuid,
+	"key" TEXT,
+	"start" TEXT,
+	"prefix" TEXT,
+	"org_id" TEXT,
+	"user_id" TEXT,
+	"name" TEXT,
+	"expires_at" timestamp with time zone,
+	"permissions" jsonb,
+	"metadata" jsonb,
+	"remaining" bigint,
+	"refill_amount" bigint,
+	"refill_interval" interval,
+	"rate_limit_max" INT,
+	"rate_limit_window" interval,
+	"created_at" timestamp with time zone,
+	"rate_limits" jsonb
+)
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'create_api_key_030_wrapper';
+
+CREATE FUNCTION apikey.update_api_key(
+	"key_id" uuid,
+	"name" TEXT DEFAULT NULL,
+	"expires_at" timestamp with time zone DEFAULT NULL,
+	"permissions" jsonb DEFAULT NULL,
+	"metadata" jsonb DEFAULT NULL,
+	"remaining" bigint DEFAULT NULL,
+	"refill_amount" bigint DEFAULT NULL,
+	"refill_interval" interval DEFAULT NULL,
+	"rate_limit_max" INT DEFAULT NULL,
+	"rate_limit_window" interval DEFAULT NULL,
+	"enabled" bool DEFAULT NULL,
+	"clear" TEXT[] DEFAULT NULL,
+	"rate_limits" jsonb DEFAULT NULL,
+	"refill_anchor" timestamp with time zone DEFAULT NULL
+) RETURNS SETOF apikey.key_info
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'update_api_key_030_wrapper';
+
+CREATE FUNCTION apikey.import_api_key(
+	"digest" bytea,
+	"org_id" TEXT DEFAULT NULL,
+	"user_id" TEXT DEFAULT NULL,
+	"name" TEXT DEFAULT NULL,
+	"prefix" TEXT DEFAULT NULL,
+	"start" TEXT DEFAULT NULL,
+	"enabled" bool DEFAULT true,
+	"expires_at" timestamp with time zone DEFAULT NULL,
+	"permissions" jsonb DEFAULT NULL,
+	"metadata" jsonb DEFAULT NULL,
+	"remaining" bigint DEFAULT NULL,
+	"refill_amount" bigint DEFAULT NULL,
+	"refill_interval" interval DEFAULT NULL,
+	"last_refill_at" timestamp with time zone DEFAULT NULL,
+	"rate_limit_max" INT DEFAULT NULL,
+	"rate_limit_window" interval DEFAULT NULL,
+	"created_at" timestamp with time zone DEFAULT NULL,
+	"last_used_at" timestamp with time zone DEFAULT NULL,
+	"refill_anchor" timestamp with time zone DEFAULT NULL
+) RETURNS uuid
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'import_api_key_030_wrapper';
+
+CREATE FUNCTION apikey.set_owner_limits(
+	"org_id" TEXT DEFAULT NULL,
+	"user_id" TEXT DEFAULT NULL,
+	"remaining" bigint DEFAULT NULL,
+	"refill_amount" bigint DEFAULT NULL,
+	"refill_interval" interval DEFAULT NULL,
+	"rate_limits" jsonb DEFAULT NULL,
+	"refill_anchor" timestamp with time zone DEFAULT NULL
+) RETURNS void
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'set_owner_limits_030_wrapper';
+
+CREATE FUNCTION apikey.get_owner_limits(
+	"org_id" TEXT DEFAULT NULL,
+	"user_id" TEXT DEFAULT NULL
+) RETURNS TABLE (
+	"org_id" TEXT,
+	"user_id" TEXT,
+	"remaining" bigint,
+	"refill_amount" bigint,
+	"refill_interval" interval,
+	"next_refill_at" timestamp with time zone,
+	"rate_limits" jsonb,
+	"rate_limit_state" jsonb,
+	"set_at" timestamp with time zone,
+	"refill_anchor" timestamp with time zone
+)
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'get_owner_limits_wrapper';
+
+DO $copy_privileges$
+DECLARE
+    pair record;
+    old_acl aclitem[];
+    owner_oid oid;
+    item record;
+BEGIN
+    FOR pair IN
+        SELECT o.old::pg_catalog.regprocedure AS old, o.new::pg_catalog.regprocedure AS new
+          FROM (VALUES
+            ('apikey.create_api_key_0_2_0(text, text, text, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, jsonb)',
+             'apikey.create_api_key(text, text, text, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, jsonb, timestamptz)'),
+            ('apikey.update_api_key_0_2_0(uuid, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, boolean, text[], jsonb)',
+             'apikey.update_api_key(uuid, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, boolean, text[], jsonb, timestamptz)'),
+            ('apikey.import_api_key_0_2_0(bytea, text, text, text, text, text, boolean, timestamptz, jsonb, jsonb, bigint, bigint, interval, timestamptz, integer, interval, timestamptz, timestamptz)',
+             'apikey.import_api_key(bytea, text, text, text, text, text, boolean, timestamptz, jsonb, jsonb, bigint, bigint, interval, timestamptz, integer, interval, timestamptz, timestamptz, timestamptz)'),
+            ('apikey.set_owner_limits_0_2_0(text, text, bigint, bigint, interval, jsonb)',
+             'apikey.set_owner_limits(text, text, bigint, bigint, interval, jsonb, timestamptz)'),
+            ('apikey.get_owner_limits_0_2_0(text, text)',
+             'apikey.get_owner_limits(text, text)')
+          ) AS o (old, new)
+    LOOP
+        SELECT p.proacl, p.proowner INTO old_acl, owner_oid
+          FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) pair.old;
+        -- NULL: the defaults (EXECUTE for PUBLIC), which the new function has too.
+        CONTINUE WHEN old_acl IS NULL;
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', pair.new);
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(old_acl) a
+                        WHERE a.grantee OPERATOR(pg_catalog.=) owner_oid) THEN
+            EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %I', pair.new,
+                                      pg_catalog.pg_get_userbyid(owner_oid));
+        END IF;
+        FOR item IN
+            SELECT a.grantee, a.is_grantable FROM pg_catalog.aclexplode(old_acl) a
+             WHERE a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+               AND a.grantee OPERATOR(pg_catalog.<>) owner_oid
+        LOOP
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', pair.new,
+                CASE WHEN item.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                     ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(item.grantee)) END,
+                CASE WHEN item.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+        END LOOP;
+    END LOOP;
+END
+$copy_privileges$;
+
+DROP FUNCTION apikey.create_api_key_0_2_0(text, text, text, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, jsonb);
+DROP FUNCTION apikey.update_api_key_0_2_0(uuid, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, boolean, text[], jsonb);
+DROP FUNCTION apikey.import_api_key_0_2_0(bytea, text, text, text, text, text, boolean, timestamptz, jsonb, jsonb, bigint, bigint, interval, timestamptz, integer, interval, timestamptz, timestamptz);
+DROP FUNCTION apikey.set_owner_limits_0_2_0(text, text, bigint, bigint, interval, jsonb);
+DROP FUNCTION apikey.get_owner_limits_0_2_0(text, text);
+
+COMMENT ON FUNCTION apikey.create_api_key(text, text, text, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, jsonb, timestamptz) IS
+'Create an API key and return it in plaintext, once. org_id: an organization key (trusted callers need no user; ordinary callers need a role allowing create). user_id alone: a user key (ordinary callers only for themselves). Policy fields (permissions, remaining, refill_*, rate_limit_*, rate_limits) need a trusted caller. rate_limits: named limits, [{"name": "burst", "limit": 10, "window": "1 second"}, {"name": "daily", "limit": 50000, "window": "1 day", "unit": "cost"}]; the rate_limit_max/rate_limit_window pair is the limit named default. refill_anchor: the refill periods end at refill_anchor + k × refill_interval (default: now), so a monthly refill keeps its day of the month.';
+
+COMMENT ON FUNCTION apikey.update_api_key(uuid, text, timestamptz, jsonb, jsonb, bigint, bigint, interval, integer, interval, boolean, text[], jsonb, timestamptz) IS
+'Change a key''s settings: only the arguments given change; clear => ''{expires_at,...}'' sets fields back to NULL. rate_limits replaces the whole list of named limits (their windows start over). refill_anchor: where the refill periods count from (NULL: unchanged; a new refill_interval re-anchors at now). Policy fields need a trusted caller; org keys need the update action. Applies to the very next verify.';
+
+COMMENT ON FUNCTION apikey.import_api_key(bytea, text, text, text, text, text, boolean, timestamptz, jsonb, jsonb, bigint, bigint, interval, timestamptz, integer, interval, timestamptz, timestamptz, timestamptz) IS
+'Import a key made by another system by the SHA-256 digest (32 bytes) of its whole text, with its owner, settings and history; returns its id. It then verifies with its original text (while apikey.accept_imported_keys is on). Re-runnable: an already stored digest returns that key''s id and changes nothing. refill_anchor: where its refill periods count from (default: last_refill_at, else now). Trusted callers only. Recorded as key_imported.';
+
+COMMENT ON FUNCTION apikey.set_owner_limits(text, text, bigint, bigint, interval, jsonb, timestamptz) IS
+'Set the limits shared by every key of an organization (org_id), or by a user''s own keys (user_id): a quota (remaining, refill_amount every refill_interval, periods counted from refill_anchor, default now) and named rate_limits, as for a key. Replaces the owner''s limits and starts their counts over; all NULL removes them. Trusted callers only. Recorded in the audit trail as owner_limits_set.';
+
+COMMENT ON FUNCTION apikey.get_owner_limits(text, text) IS
+'The limits shared by an owner''s keys and their state now: what is left of the quota, the next refill (the next anchored period end) and the anchor, and each rate limit''s remaining and reset_at. No row: the owner has none. Trusted callers, members whose role allows read in the organization, and a user for its own; P0002 for anyone else.';

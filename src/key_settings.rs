@@ -156,6 +156,7 @@ key_settings! {
     rate_limit_max: i32 = INT4OID, policy = true;
     rate_limit_window: Interval = INTERVALOID, policy = true;
     rate_limits: Jsonb = JSONBOID, policy = true;
+    refill_anchor: TimestampWithTimeZone = TIMESTAMPTZOID, policy = true;
 }
 
 /// The policy fields' names, for messages.
@@ -205,6 +206,24 @@ fn require_positive(name: &str, value: Option<Interval>, example: &str) {
 }
 
 impl Settings {
+    /// The refill anchor a key or owner ends up with: none without a refill; the one
+    /// given; else, when the refill is new or its interval changes (`restart`), `now`;
+    /// else the one it had.
+    pub fn anchored(
+        mut self,
+        given: Option<TimestampWithTimeZone>,
+        restart: bool,
+        now: TimestampWithTimeZone,
+    ) -> Settings {
+        self.refill_anchor = match (self.refill_interval, given) {
+            (None, _) => None,
+            (Some(_), Some(a)) => Some(a),
+            (Some(_), None) if restart || self.refill_anchor.is_none() => Some(now),
+            (Some(_), None) => self.refill_anchor,
+        };
+        self
+    }
+
     /// Whether any field that grants power or spends money is given.
     pub fn sets_policy_field(&self) -> bool {
         self.given().into_iter().any(is_policy_field)
@@ -248,6 +267,15 @@ impl Settings {
         if let Some(list) = self.rate_limits {
             crate::rate_limits::parse("rate_limits", list);
         }
+        if self
+            .refill_anchor
+            .is_some_and(|a| a.is_infinity() || a.is_neg_infinity())
+        {
+            error::bad_arg(
+                "refill_anchor must be a finite time",
+                "Pass the moment the refill periods count from, e.g. '2027-01-01 00:00+00'.",
+            );
+        }
     }
 
     /// Checks of the settings a key ends up with: the pairs that go together.
@@ -256,6 +284,12 @@ impl Settings {
             error::bad_arg(
                 "refill_amount and refill_interval go together",
                 "Pass both (e.g. refill_amount => 1000, refill_interval => '1 day') or neither.",
+            );
+        }
+        if self.refill_anchor.is_some() && self.refill_interval.is_none() {
+            error::bad_arg(
+                "refill_anchor needs refill_interval",
+                "Pass refill_amount and refill_interval too, or leave refill_anchor out.",
             );
         }
         if self.rate_limit_max.is_some() != self.rate_limit_window.is_some() {

@@ -4,7 +4,9 @@
 -- used then (an admitted call; not when budget slots are folded back into the row).
 UPDATE apikey.keys k
    SET remaining = $2,
-       last_refill_at = CASE WHEN $3 THEN $8 ELSE k.last_refill_at END,
+       last_refill_at = CASE WHEN $3 THEN apikey.refill_period_end(
+                                coalesce(k.refill_anchor, k.last_refill_at, k.created_at), k.refill_interval, $8, 0)
+                             ELSE k.last_refill_at END,
        rate_window_count = coalesce($4, k.rate_window_count),
        rate_window_reset_at = CASE WHEN $4 IS NULL THEN k.rate_window_reset_at ELSE $5 END,
        rate_counts = $6,

@@ -25,7 +25,8 @@ UPDATE apikey.key_slots s
                   LIMIT 1
                     FOR NO KEY UPDATE SKIP LOCKED)
 RETURNING k.enabled, k.expires_at, k.permissions, k.remaining, k.refill_amount,
-       coalesce(k.last_refill_at, k.created_at) + k.refill_interval AS refill_at,
+       apikey.refill_period_end(coalesce(k.refill_anchor, k.last_refill_at, k.created_at), k.refill_interval,
+                                coalesce(k.last_refill_at, k.created_at), 1) AS refill_at,
        k.rate_limit_max, k.rate_window_count, k.rate_window_reset_at,
        $2 + k.rate_limit_window AS default_next_reset,
        k.rate_limits, k.rate_counts, k.rate_resets,

@@ -3,8 +3,9 @@
 -- owner has no limits. The locking variants append FOR NO KEY UPDATE, or FOR NO KEY
 -- UPDATE SKIP LOCKED (stmt!(locked …), stmt!(skip_locked …), src/storage/metering.rs).
 SELECT o.remaining, o.refill_amount, o.refill_interval,
-       coalesce(o.last_refill_at, o.set_at) + o.refill_interval AS refill_at,
-       o.rate_limits, o.rate_counts, o.rate_resets, o.set_at,
+       apikey.refill_period_end(coalesce(o.refill_anchor, o.last_refill_at, o.set_at), o.refill_interval,
+                                coalesce(o.last_refill_at, o.set_at), 1) AS refill_at,
+       o.rate_limits, o.rate_counts, o.rate_resets, o.set_at, o.refill_anchor,
        (SELECT sum(s.quota)::bigint FROM apikey.owner_slots s
          WHERE s.owner_kind = o.owner_kind AND s.owner_id = o.owner_id) AS slots_quota,
        (SELECT array_agg(t.w ORDER BY t.i)

@@ -3,6 +3,6 @@
 -- appends FOR NO KEY UPDATE (stmt!(locked …), src/storage/metering.rs).
 SELECT o.remaining, o.refill_amount, o.refill_interval,
        coalesce(o.last_refill_at, o.set_at) + o.refill_interval AS refill_at,
-       o.rate_limits, o.rate_counts, o.rate_resets, o.set_at
+       o.rate_limits, o.rate_counts, o.rate_resets, o.set_at, NULL::timestamptz AS refill_anchor
   FROM apikey.owner_limits o
  WHERE o.owner_kind = $1 AND o.owner_id = $2

@@ -3,7 +3,9 @@
 -- named limits' counts $5 and ends $6.
 UPDATE apikey.owner_limits o
    SET remaining = $3,
-       last_refill_at = CASE WHEN $4 THEN $7 ELSE o.last_refill_at END,
+       last_refill_at = CASE WHEN $4 THEN apikey.refill_period_end(
+                                coalesce(o.refill_anchor, o.last_refill_at, o.set_at), o.refill_interval, $7, 0)
+                             ELSE o.last_refill_at END,
        rate_counts = $5,
        rate_resets = $6
  WHERE o.owner_kind = $1 AND o.owner_id = $2

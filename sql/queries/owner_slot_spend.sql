@@ -25,8 +25,9 @@ UPDATE apikey.owner_slots s
                   LIMIT 1
                     FOR NO KEY UPDATE SKIP LOCKED)
 RETURNING l.remaining, l.refill_amount, l.refill_interval,
-       coalesce(l.last_refill_at, l.set_at) + l.refill_interval AS refill_at,
-       l.rate_limits, l.rate_counts, l.rate_resets, l.set_at,
+       apikey.refill_period_end(coalesce(l.refill_anchor, l.last_refill_at, l.set_at), l.refill_interval,
+                                coalesce(l.last_refill_at, l.set_at), 1) AS refill_at,
+       l.rate_limits, l.rate_counts, l.rate_resets, l.set_at, l.refill_anchor,
        s.slot,
        (SELECT sum(x.q)::bigint
           FROM (SELECT o.quota FROM apikey.owner_slots o WHERE o.owner_kind = s.owner_kind AND o.owner_id = s.owner_id AND o.slot <> s.slot

@@ -16,10 +16,13 @@ use crate::storage;
 /// Import a key made by another system, by the SHA-256 digest of its whole text, with its
 /// owner, settings and history. Trusted callers only. Re-runnable: a digest that is
 /// already stored returns that key's id and changes nothing.
-#[pg_extern(volatile)]
+// The Rust name differs from the SQL name so that the C symbol is new in 0.3.0: a database
+// not yet updated still declares 0.2.0's arguments for `import_api_key_wrapper`, which
+// src/api/outdated.rs answers with 55000.
+#[pg_extern(volatile, name = "import_api_key")]
 #[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::too_many_arguments)] // the contract's arguments
-fn import_api_key(
+fn import_api_key_030(
     digest: Option<&[u8]>,
     org_id: default!(Option<&str>, "NULL"),
     user_id: default!(Option<&str>, "NULL"),
@@ -38,6 +41,7 @@ fn import_api_key(
     rate_limit_window: default!(Option<Interval>, "NULL"),
     created_at: default!(Option<TimestampWithTimeZone>, "NULL"),
     last_used_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+    refill_anchor: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) -> Uuid {
     // Imported keys have no named rate limits: the function takes no rate_limits.
     let mut settings = Settings {
@@ -51,6 +55,7 @@ fn import_api_key(
         rate_limit_max,
         rate_limit_window,
         rate_limits: None,
+        refill_anchor,
     };
     let caller = Caller::current();
     caller.require_trusted("import_api_key");
@@ -71,6 +76,13 @@ fn import_api_key(
     settings.validate_values();
     settings.validate_pairs();
     settings.expires_at = expires_at;
+    // The periods count from the anchor given, else from the last refill the key brings
+    // along (its period goes on as it was), else from now.
+    let settings = settings.anchored(
+        refill_anchor.or(last_refill_at),
+        true,
+        crate::backend::now_tz(),
+    );
     // The other system's prefix, as it is part of the key's text; none is "".
     let prefix = match prefix {
         None => "",

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::{caller_and_key, check_prefix, created_row, generate_key, optional_id};
 use crate::authz::{self, Action};
+use crate::backend::now_tz;
 use crate::caller::{as_owner, Caller};
 use crate::error;
 use crate::jsonb::Jsonb;
@@ -13,10 +14,13 @@ use crate::key_settings::Settings;
 use crate::storage;
 
 /// Create an API key. The plaintext key is returned here and never again.
-#[pg_extern(volatile)]
+// The Rust name differs from the SQL name so that the C symbol is new in 0.3.0: a database
+// not yet updated still declares 0.2.0's arguments for `create_api_key_wrapper`, which
+// src/api/outdated.rs answers with 55000.
+#[pg_extern(volatile, name = "create_api_key")]
 #[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)] // the contract's signature
-fn create_api_key(
+fn create_api_key_030(
     org_id: default!(Option<&str>, "NULL"),
     user_id: default!(Option<&str>, "NULL"),
     name: default!(Option<String>, "NULL"),
@@ -30,6 +34,7 @@ fn create_api_key(
     rate_limit_max: default!(Option<i32>, "NULL"),
     rate_limit_window: default!(Option<Interval>, "NULL"),
     rate_limits: default!(Option<Jsonb>, "NULL"),
+    refill_anchor: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -63,11 +68,14 @@ fn create_api_key(
         rate_limit_max,
         rate_limit_window,
         rate_limits,
+        refill_anchor,
     };
     let caller = Caller::current();
     authz::forbid_policy_fields(&caller, settings.sets_policy_field());
     settings.validate_values();
     settings.validate_pairs();
+    // The refill periods count from the anchor given, else from now.
+    let settings = settings.anchored(refill_anchor, true, now_tz());
     let prefix = check_prefix(prefix);
     let org_id = optional_id("org_id", org_id);
     let user_id = optional_id("user_id", user_id);

@@ -15,10 +15,13 @@ use crate::storage::{self, metering, StoredKey};
 
 /// Change a key's settings: only the arguments given (non-NULL) change; `clear` names
 /// fields to set back to NULL. Policy fields need a trusted caller.
-#[pg_extern(volatile)]
+// The Rust name differs from the SQL name so that the C symbol is new in 0.3.0: a database
+// not yet updated still declares 0.2.0's arguments for `update_api_key_wrapper`, which
+// src/api/outdated.rs answers with 55000.
+#[pg_extern(volatile, name = "update_api_key")]
 #[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::too_many_arguments)] // the contract's arguments
-fn update_api_key(
+fn update_api_key_030(
     key_id: Option<Uuid>,
     name: default!(Option<String>, "NULL"),
     expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
@@ -32,6 +35,7 @@ fn update_api_key(
     enabled: default!(Option<bool>, "NULL"),
     clear: default!(Option<Vec<Option<String>>>, "NULL"),
     rate_limits: default!(Option<Jsonb>, "NULL"),
+    refill_anchor: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) -> SetOfIterator<'static, pgrx::composite_type!('static, "apikey.key_info")> {
     let given = Settings {
         name,
@@ -44,6 +48,7 @@ fn update_api_key(
         rate_limit_max,
         rate_limit_window,
         rate_limits,
+        refill_anchor,
     };
     let (caller, key_id) = caller_and_key(key_id);
     let clear: Vec<String> = clear.unwrap_or_default().into_iter().flatten().collect();
@@ -65,10 +70,20 @@ fn update_api_key(
 
     let row = as_owner(|| {
         let cur = lock_for_change(&caller, key_id, now);
-        let refill_restart = given.refill_interval.is_some();
+        // A new interval, a new anchor or a cleared one: the refill period starts over now
+        // (the next refill is the first period end after it); a new interval with no
+        // anchor given re-anchors at now.
+        let refill_restart = given.refill_interval.is_some()
+            || given.refill_anchor.is_some()
+            || clear.iter().any(|c| c == "refill_anchor");
         let (mut changes, jsonb_changes) = given.audited();
-        let merged = given.merge(&clear, cur.settings);
+        let anchor = given.refill_anchor;
+        let mut merged = given.merge(&clear, cur.settings);
+        if merged.refill_interval.is_none() && anchor.is_none() {
+            merged.refill_anchor = None; // the refill was cleared: its anchor goes with it
+        }
         merged.validate_pairs();
+        let merged = merged.anchored(anchor, refill_restart && anchor.is_none(), now);
         let row = storage::key_update(
             key_id,
             &merged,

@@ -5,7 +5,7 @@ use pgrx::JsonB;
 
 use super::optional_id;
 use crate::authz::{self, Action};
-use crate::backend::{micros, now_tz, plus, timestamp};
+use crate::backend::{micros, now_tz, timestamp};
 use crate::caller::{as_owner, Caller};
 use crate::error;
 use crate::jsonb::Jsonb;
@@ -31,15 +31,19 @@ fn one_owner<'a>(org_id: Option<&'a str>, user_id: Option<&'a str>) -> Owner<'a>
 
 /// Set the limits shared by every key of an organization (or by a user's own keys),
 /// replacing any before; all NULL removes them. Trusted callers only.
-#[pg_extern(volatile)]
+// The Rust name differs from the SQL name so that the C symbol is new in 0.3.0: a database
+// not yet updated still declares 0.2.0's arguments for `set_owner_limits_wrapper`, which
+// src/api/outdated.rs answers with 55000.
+#[pg_extern(volatile, name = "set_owner_limits")]
 #[search_path(pg_catalog, pg_temp)]
-fn set_owner_limits(
+fn set_owner_limits_030(
     org_id: default!(Option<&str>, "NULL"),
     user_id: default!(Option<&str>, "NULL"),
     remaining: default!(Option<i64>, "NULL"),
     refill_amount: default!(Option<i64>, "NULL"),
     refill_interval: default!(Option<Interval>, "NULL"),
     rate_limits: default!(Option<Jsonb>, "NULL"),
+    refill_anchor: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) {
     // The settings an owner can have too, checked as a key's of the same names.
     let limits = Settings {
@@ -47,6 +51,7 @@ fn set_owner_limits(
         refill_amount,
         refill_interval,
         rate_limits,
+        refill_anchor,
         ..Settings::default()
     };
     let caller = Caller::current();
@@ -66,6 +71,8 @@ fn set_owner_limits(
             authz::require_org(owner.id);
         }
         let now = now_tz();
+        // The refill periods count from the anchor given, else from now.
+        let limits = limits.clone().anchored(refill_anchor, true, now);
         // Every count starts over: the budget slots go, once the verifies spending from
         // them are done.
         metering::owner_slots_clear(owner, now);
@@ -95,6 +102,7 @@ fn get_owner_limits(
         name!(rate_limits, Option<Jsonb>),
         name!(rate_limit_state, Option<JsonB>),
         name!(set_at, TimestampWithTimeZone),
+        name!(refill_anchor, Option<TimestampWithTimeZone>),
     ),
 > {
     let caller = Caller::current();
@@ -126,8 +134,13 @@ fn get_owner_limits(
     let quota = total.quota;
     let next_refill_at = match (quota.and_then(|q| q.refill), o.refill_interval) {
         (Some(r), _) if r.at > now_us => Some(timestamp(r.at)),
-        // Due: the next call refills, and the period after it starts then.
-        (Some(_), Some(iv)) => Some(plus(now, iv)),
+        // Due: the next call refills; the next refill after it ends the current period.
+        (Some(_), Some(iv)) => Some(metering::refill_period_end(
+            o.refill_anchor.unwrap_or(o.set_at),
+            iv,
+            now,
+            1,
+        )),
         _ => None,
     };
     let state = describe(now_us, Scope::Owner, &o.metered, &total.windows);
@@ -145,5 +158,6 @@ fn get_owner_limits(
         o.rate_limits,
         (!state.is_empty()).then_some(JsonB(serde_json::Value::Array(state))),
         o.set_at,
+        o.refill_anchor,
     ))
 }

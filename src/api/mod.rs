@@ -37,6 +37,7 @@ mod keys;
 mod lifecycle;
 mod limits;
 mod orgs;
+mod outdated;
 
 // ---------------------------------------------------------------- argument checks
 

@@ -45,7 +45,7 @@ pub struct NewKeyRow<'a> {
 }
 
 /// digest, prefix, start, org_id, user_id, the settings, created_by_role and _identity.
-const KEY_INSERT_ARGS: [Oid; 17] = with_settings(&[BYTEA, TEXT, TEXT, TEXT, TEXT], &[TEXT, TEXT]);
+const KEY_INSERT_ARGS: [Oid; 18] = with_settings(&[BYTEA, TEXT, TEXT, TEXT, TEXT], &[TEXT, TEXT]);
 static KEY_INSERT: Stmt = stmt!("key_insert.sql", KEY_INSERT_ARGS);
 
 impl NewKeyRow<'_> {
@@ -177,7 +177,7 @@ pub fn key_settings_for_update(key_id: Uuid, now: TimestampWithTimeZone) -> Opti
 }
 
 /// key_id, the settings, enabled, whether the refill restarts, now.
-const KEY_UPDATE_ARGS: [Oid; 14] = with_settings(&[UUID], &[BOOL, BOOL, TIMESTAMPTZ]);
+const KEY_UPDATE_ARGS: [Oid; 15] = with_settings(&[UUID], &[BOOL, BOOL, TIMESTAMPTZ]);
 static KEY_UPDATE: Stmt = stmt!("key_update.sql", KEY_UPDATE_ARGS);
 
 /// Store a key's new settings. `refill_restart`: the refill period starts over now.
@@ -256,7 +256,7 @@ pub struct ImportedKeyRow<'a> {
 }
 
 /// key_insert.sql's arguments, then enabled, last_refill_at, created_at, last_used_at.
-const KEY_IMPORT_ARGS: [Oid; 21] = with_settings(
+const KEY_IMPORT_ARGS: [Oid; 22] = with_settings(
     &[BYTEA, TEXT, TEXT, TEXT, TEXT],
     &[TEXT, TEXT, BOOL, TIMESTAMPTZ, TIMESTAMPTZ, TIMESTAMPTZ],
 );

@@ -190,6 +190,7 @@ const KEY_METER_SPEND_ARGS: [pg_sys::Oid; 9] = [
     BOOL,
 ];
 static KEY_METER_SPEND: Stmt = stmt!("key_meter_spend.sql", KEY_METER_SPEND_ARGS);
+static KEY_METER_SPEND_0_2_0: Stmt = stmt!("key_meter_spend_0_2_0.sql", KEY_METER_SPEND_ARGS);
 const KEY_METER_SPEND_ARGS_0_1_0: [pg_sys::Oid; 8] = [
     UUID,
     INT8,
@@ -233,7 +234,11 @@ pub fn key_meter_spend(
     ];
     let stmt = match schema {
         Schema::V0_1_0 => &KEY_METER_SPEND_0_1_0,
-        Schema::V0_2_0 | Schema::Current => {
+        Schema::V0_2_0 => {
+            args.push(used.into());
+            &KEY_METER_SPEND_0_2_0
+        }
+        Schema::Current => {
             args.push(used.into());
             &KEY_METER_SPEND
         }
@@ -259,6 +264,7 @@ pub struct OwnerLimits {
     pub refill_interval: Option<Interval>,
     pub rate_limits: Option<Jsonb>,
     pub set_at: TimestampWithTimeZone,
+    pub refill_anchor: Option<TimestampWithTimeZone>,
 }
 
 /// `owner`'s limits at `now`, its row locked as `lock` says; `None`: it has none, or
@@ -297,6 +303,7 @@ fn owner_limits_row(
         refill_interval: col(row, "refill_interval"),
         rate_limits: col(row, "rate_limits"),
         set_at: req(row, "set_at"),
+        refill_anchor: col(row, "refill_anchor"),
     }
 }
 
@@ -509,6 +516,18 @@ static OWNER_METER_SPEND: Stmt = stmt!(
         TIMESTAMPTZ
     ]
 );
+static OWNER_METER_SPEND_0_2_0: Stmt = stmt!(
+    "owner_meter_spend_0_2_0.sql",
+    [
+        TEXT,
+        TEXT,
+        INT8,
+        BOOL,
+        INT8_ARRAY,
+        TIMESTAMPTZ_ARRAY,
+        TIMESTAMPTZ
+    ]
+);
 
 /// Record an admitted call against `owner`'s limits.
 pub fn owner_meter_spend(
@@ -517,6 +536,7 @@ pub fn owner_meter_spend(
     windows: &[Window],
     spent: Option<Spent>,
     now: TimestampWithTimeZone,
+    schema: Schema,
 ) {
     let (counts, resets) = named_state(m, windows);
     let args = [
@@ -528,7 +548,11 @@ pub fn owner_meter_spend(
         resets.into(),
         now.into(),
     ];
-    run(&OWNER_METER_SPEND, &args, |_| ())
+    let stmt = match schema {
+        Schema::Current => &OWNER_METER_SPEND,
+        Schema::V0_1_0 | Schema::V0_2_0 => &OWNER_METER_SPEND_0_2_0,
+    };
+    run(stmt, &args, |_| ())
 }
 
 static OWNER_LIMITS_SET: Stmt = stmt!(
@@ -542,6 +566,7 @@ static OWNER_LIMITS_SET: Stmt = stmt!(
         JSONB,
         TEXT,
         TEXT,
+        TIMESTAMPTZ,
         TIMESTAMPTZ
     ]
 );
@@ -574,8 +599,26 @@ pub fn owner_limits_set(
         role,
         identity,
         now.into(),
+        limits.refill_anchor.into(),
     ];
     run(&OWNER_LIMITS_SET, &args, |_| ())
+}
+
+static REFILL_PERIOD_END: Stmt = stmt!(
+    "refill_period_end.sql",
+    [TIMESTAMPTZ, INTERVAL, TIMESTAMPTZ, INT4]
+);
+
+/// The end of the refill period of `anchor` and `every` that `t` falls in, moved by
+/// `step` periods (`apikey.refill_period_end`).
+pub fn refill_period_end(
+    anchor: TimestampWithTimeZone,
+    every: Interval,
+    t: TimestampWithTimeZone,
+    step: i32,
+) -> TimestampWithTimeZone {
+    let args = [anchor.into(), every.into(), t.into(), step.into()];
+    first(&REFILL_PERIOD_END, &args, |r| req(r, "at")).expect("one row")
 }
 
 static OWNERS_WITH_LIMITS: Stmt = stmt!("owners_with_limits.sql", [INT8]);

@@ -339,7 +339,7 @@ fn owner_part(
             return None;
         };
         let (windows, spent) = grown(Party::Owner(o), &m.metered.limits, &after, grow, cost, now);
-        metering::owner_meter_spend(o, &m.metered, &windows, spent, now);
+        metering::owner_meter_spend(o, &m.metered, &windows, spent, now, Schema::Current);
         Some(Some(OwnerPaid::Row(m, after)))
     };
     // Its row unless it was held the last time (then its slots first).
@@ -580,7 +580,9 @@ fn settle(
         Party::Key(id) => {
             metering::key_meter_spend(id, p.metered, &row.windows, spent, now, schema, true)
         }
-        Party::Owner(o) => metering::owner_meter_spend(o, p.metered, &row.windows, spent, now),
+        Party::Owner(o) => {
+            metering::owner_meter_spend(o, p.metered, &row.windows, spent, now, schema)
+        }
     }
 }
 

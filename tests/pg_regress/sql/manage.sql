@@ -35,6 +35,9 @@ SELECT apikey.update_api_key(:'kid', remaining => 1000);
 \echo :LAST_ERROR_SQLSTATE
 SELECT apikey.update_api_key(:'kid', clear => '{remaining}');
 \echo :LAST_ERROR_SQLSTATE
+-- refill_anchor (0.3.0) is a policy field too.
+SELECT apikey.update_api_key(:'kid', refill_anchor => '2027-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 SET ROLE regress_member;
 SELECT apikey.update_api_key(:'kid', name => 'member-renamed');

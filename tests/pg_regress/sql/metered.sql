@@ -197,7 +197,9 @@ RESET ROLE;
 SELECT apikey.set_owner_limits(user_id => 'regress_member');
 SELECT count(*) FROM apikey.get_owner_limits(user_id => 'regress_member');
 SELECT code, remaining FROM apikey.verify_api_key(:'u');
-SELECT action, org_id, subject, actor_role, details
+-- (The refill anchor defaults to the moment of the call: shown as whether it is set.)
+SELECT action, org_id, subject, actor_role, details - 'refill_anchor' AS details,
+       details -> 'refill_anchor' <> 'null' AS anchored
   FROM apikey.list_audit_events() WHERE action = 'owner_limits_set' ORDER BY at;
 -- Bad arguments.
 SELECT apikey.set_owner_limits(remaining => 1);
