@@ -9,7 +9,7 @@ INSERT INTO apikey.key_slots (key_id, slot, quota, windows, by_cost, due_at, use
 SELECT moved.id, g, 2, '{}', '{}', NULL, now() FROM moved, generate_series(0, 1) g;
 -- An organization's quota of 100, 3 spent by its key, 40 of the 97 left in two slots.
 SELECT apikey.create_organization('slotted') IS NOT NULL AS created;
-SELECT remaining FROM apikey.set_owner_limits(org_id => 'slotted', remaining => 100);
+SELECT apikey.set_owner_limits(org_id => 'slotted', remaining => 100);
 INSERT INTO public.upgrade_keys
 SELECT 'owner_slotted', key, key_id FROM apikey.create_api_key(org_id => 'slotted', name => 'shares a plan');
 SELECT count(*) FILTER (WHERE v.valid) AS admitted
