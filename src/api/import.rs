@@ -77,9 +77,9 @@ fn import_api_key_030(
     settings.validate_pairs();
     settings.expires_at = expires_at;
     // The periods count from the anchor given, else from the last refill the key brings
-    // along (its period goes on as it was), else from now.
+    // along, else from its creation (its period goes on as it was), else from now.
     let settings = settings.anchored(
-        refill_anchor.or(last_refill_at),
+        refill_anchor.or(last_refill_at).or(created_at),
         true,
         crate::backend::now_tz(),
     );

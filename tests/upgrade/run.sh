@@ -14,7 +14,9 @@
 # 2. pg_upgrade of a database with pg_apikey from PostgreSQL 15 to every newer major:
 #    the same data set, with a key's and an organization's count spread over budget
 #    slots (slots.sql), the same answers, slots and totals after the move
-#    (slots_check.sql), after.sql on the new major.
+#    (slots_check.sql), after.sql on the new major. Before that, on 15: the
+#    least-privilege recipe (examples/least_privilege.sql) survives pg_dump/pg_restore
+#    (recipe_check.sql); section 1 checks that it survives ALTER EXTENSION UPDATE.
 # Every check prints "upgrade check ok: ..." (counted by scripts/test.sh); the first that
 # fails stops the run with a diff or a message.
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
@@ -145,6 +147,10 @@ for major in "${PG_MAJORS[@]}"; do
         psql_at "$dir" "$PORT" -d upgraded -f "$HERE/listing.sql" >"$WORK/listing.before"
         psql_at "$dir" "$PORT" -d postgres -c "CREATE DATABASE privileges"
         psql_at "$dir" "$PORT" -d privileges -v version="$version" -f "$HERE/privileges_before.sql" >/dev/null
+        # The least-privilege recipe, applied at the old release.
+        psql_at "$dir" "$PORT" -d postgres -c "CREATE DATABASE recipe"
+        psql_at "$dir" "$PORT" -d recipe -c "CREATE EXTENSION pg_apikey VERSION '$version'"
+        psql_at "$dir" "$PORT" -d recipe -f "$ROOT/examples/least_privilege.sql" >/dev/null
         # A package upgrade: stop, replace the library and the scripts, start.
         stop_cluster "$dir"
         install_extension
@@ -160,6 +166,13 @@ for major in "${PG_MAJORS[@]}"; do
             *55000*) ok "$version: before ALTER EXTENSION UPDATE, management functions raise 55000" ;;
             *) fail "$version: a management function before the update answered: $state" ;;
         esac
+        # Also one whose arguments changed since (its old declaration names the old symbol).
+        state="$(psql_at "$dir" "$PORT" -d upgraded -At -v ON_ERROR_STOP=0 \
+            -c "\\set VERBOSITY sqlstate" -c "SELECT apikey.create_api_key(org_id => 'acme')" 2>&1 || true)"
+        case "$state" in
+            *55000*) ok "$version: before ALTER EXTENSION UPDATE, create_api_key (new arguments since) raises 55000" ;;
+            *) fail "$version: create_api_key before the update answered: $state" ;;
+        esac
         psql_at "$dir" "$PORT" -d upgraded -c "ALTER EXTENSION pg_apikey UPDATE"
         got="$(psql_at "$dir" "$PORT" -d upgraded -At -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_apikey'")"
         [ "$got" = "$CURRENT" ] || fail "ALTER EXTENSION UPDATE reaches $CURRENT (got $got)"
@@ -173,6 +186,11 @@ for major in "${PG_MAJORS[@]}"; do
         same_schema "$version on PostgreSQL $major" "$dir" "$PORT" upgraded
         psql_at "$dir" "$PORT" -d privileges -c "ALTER EXTENSION pg_apikey UPDATE"
         psql_at "$dir" "$PORT" -d privileges -f "$HERE/privileges_after.sql" 2>&1 | sed -n 's/^.*NOTICE:  //p'
+        psql_at "$dir" "$PORT" -d recipe -c "ALTER EXTENSION pg_apikey UPDATE"
+        psql_at "$dir" "$PORT" -d recipe -v since="$version" -f "$HERE/recipe_check.sql" 2>&1 | sed -n -e 's/^.*NOTICE:  //p' -e 's/^.*ERROR:  /ERROR: /p'
+        # Run again after the update, as the recipe says: every function closed again.
+        psql_at "$dir" "$PORT" -d recipe -f "$ROOT/examples/least_privilege.sql" >/dev/null
+        psql_at "$dir" "$PORT" -d recipe -f "$HERE/recipe_check.sql" 2>&1 | sed -n -e 's/^.*NOTICE:  //p' -e 's/^.*ERROR:  /ERROR: /p'
         stop_cluster "$dir"
     done <<<"$releases"
 done
@@ -191,6 +209,18 @@ if [ "${#newer[@]}" -gt 0 ]; then
     psql_at "$old" "$PORT" -d moved -c "CREATE EXTENSION pg_apikey"
     psql_at "$old" "$PORT" -d moved -f "$HERE/dataset.sql" -f "$HERE/slots.sql" >/dev/null
     psql_at "$old" "$PORT" -d moved -f "$HERE/answers.sql" -f "$HERE/listing.sql" -f "$HERE/slots_check.sql" >"$WORK/moved.before"
+    # The least-privilege recipe survives pg_dump and pg_restore.
+    psql_at "$old" "$PORT" -d postgres -c "CREATE DATABASE recipe_dumped" -c "CREATE DATABASE recipe_restored"
+    psql_at "$old" "$PORT" -d recipe_dumped -c "CREATE EXTENSION pg_apikey"
+    psql_at "$old" "$PORT" -d recipe_dumped -f "$ROOT/examples/least_privilege.sql" >/dev/null
+    psql_at "$old" "$PORT" -d recipe_dumped -c "SELECT apikey.create_organization('dumped')" \
+        -c "SELECT apikey.create_api_key(org_id => 'dumped', remaining => 5)" >/dev/null
+    as_pg "$PG_BIN/pg_dump" -h "$old/sock" -p "$PORT" -U postgres -Fc -f "$old/recipe.dump" recipe_dumped
+    as_pg "$PG_BIN/pg_restore" -h "$old/sock" -p "$PORT" -U postgres -d recipe_restored "$old/recipe.dump"
+    psql_at "$old" "$PORT" -d recipe_restored -f "$HERE/recipe_check.sql" 2>&1 | sed -n -e 's/^.*NOTICE:  //p' -e 's/^.*ERROR:  /ERROR: /p'
+    [ "$(psql_at "$old" "$PORT" -d recipe_restored -At -c "SELECT count(*) FROM apikey.keys")" = 1 ] \
+        || fail "pg_restore: the key of the dumped database"
+    ok "pg_dump and pg_restore of a database with the least-privilege recipe: its key and privileges restored"
     grep -q "budget slots as made: true" "$WORK/moved.before" || fail "slots.sql: the budget slots and totals made before pg_upgrade"
     ok "a key's quota and an organization's spread over budget slots before pg_upgrade, totals 7 and 97"
     # Debian's 15.18 marks every column with an option that the newer majors' pg_dump
