@@ -12,7 +12,11 @@ DO $$ BEGIN
     CREATE ROLE app_provisioner LOGIN;
 EXCEPTION WHEN duplicate_object THEN NULL;
 END $$;
-GRANT apikey_service TO app_provisioner;
+DO $$ BEGIN
+    IF NOT pg_has_role('app_provisioner', 'apikey_service', 'MEMBER') THEN
+        GRANT apikey_service TO app_provisioner;
+    END IF;
+END $$;
 
 -- Who faces the internet: the API server. It verifies keys, and builds every response
 -- header from verify's own row; it cannot create, read, change or revoke any key.

@@ -169,6 +169,20 @@ lint() {
     (cd "$ROOT/tests/upgrade" && python3 -m unittest -v test_schema 2>&1)
     log "lint: relative links of README.md, CONTRIBUTING.md and docs/"
     python3 "$ROOT/tests/docs/check_links.py"
+    log "lint: the psycopg snippet of docs/application-developers.md is the file the clients layer runs"
+    if python3 - "$ROOT" <<'PY'
+import sys
+root = sys.argv[1]
+snippet = open(f"{root}/examples/clients/python/snippet.py").read()
+doc = open(f"{root}/docs/application-developers.md").read()
+sys.exit(0 if f"```python\n{snippet}```" in doc else 1)
+PY
+    then
+        echo "lint check ok: docs/application-developers.md shows examples/clients/python/snippet.py verbatim"
+    else
+        echo "lint check FAILED: docs/application-developers.md does not show examples/clients/python/snippet.py verbatim"
+        return 1
+    fi
 }
 
 pgtest() {

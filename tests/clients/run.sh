@@ -264,6 +264,39 @@ documented_facts() {
     return "$FACTS_FAILED"
 }
 
+# The 30-line psycopg snippet of docs/application-developers.md (examples/clients/python/
+# snippet.py), run as the untrusted clients_app role against a key with a quota of 5 and a
+# limit of 3 a minute: status and headers from verify's row alone, call after call.
+snippet_check() {
+    local direct=(psql -X -At -h 127.0.0.1 -p "$PG_PORT" -d "$DB") key out i
+    SNIPPET_FAILED=0
+    key="$("${direct[@]}" -U clients_service -c "SELECT id FROM apikey.create_organization('clients-snippet')" \
+        -c "SELECT key FROM apikey.create_api_key(org_id => 'clients-snippet', remaining => 5,
+                rate_limits => '[{\"name\": \"minute\", \"limit\": 3, \"window\": \"1 minute\"}]')" | tail -1)"
+    snippet() { env APIKEY_DSN="host=127.0.0.1 port=$PG_PORT dbname=$DB user=clients_app" \
+        timeout 30 "$VENV/bin/python" "$EXAMPLES/python/snippet.py" "$1" 2>&1; }
+    expect() { # expect WHAT OUTPUT PATTERN…: every pattern is in the output
+        local what="$1" out="$2" p
+        shift 2
+        for p in "$@"; do
+            if [[ "$out" != *"$p"* ]]; then
+                echo "client check FAILED: snippet: $what: no '$p' in: $out"
+                SNIPPET_FAILED=1
+                return
+            fi
+        done
+        echo "client check ok: snippet: $what: $out"
+    }
+    expect "first call" "$(snippet "$key")" "200 {" "'X-RateLimit-Limit': '3'" "'X-RateLimit-Remaining': '2'" \
+        "'X-RateLimit-Reset': '" "'X-Quota-Remaining': '4'"
+    for i in 2 3; do out="$(snippet "$key")"; done
+    expect "third call" "$out" "200 {" "'X-RateLimit-Remaining': '0'" "'X-Quota-Remaining': '2'"
+    expect "fourth call, over the minute's limit" "$(snippet "$key")" "429 {" "'X-RateLimit-Remaining': '0'" \
+        "'Retry-After': '" "'X-Quota-Remaining': '2'"
+    expect "a made-up key" "$(snippet "ak_made_up")" "401 {'WWW-Authenticate': 'Bearer realm=\"api\"'}"
+    return "$SNIPPET_FAILED"
+}
+
 case "${1:-}" in
     stop)
         stop_all
@@ -310,6 +343,10 @@ done
 
 log "what examples/clients/README.md says about settings, PgBouncer and roles"
 if documented_facts; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=(documented-facts); fi
+if [[ " ${CLIENTS[*]} " == *" python "* ]]; then
+    log "the psycopg snippet of docs/application-developers.md, as the untrusted role"
+    if snippet_check; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=(snippet); fi
+fi
 
 log "figures (one connection each; a 2-core machine, shared; pg_apikey $(lib_kind))"
 printf '%s\n' "${figures[@]}"
