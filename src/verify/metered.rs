@@ -369,6 +369,26 @@ fn owner_part(
     )
 }
 
+/// A party's limits after an admitted call (`after`, of the counts `of`: the refill to
+/// come is theirs), as [`meter::hand_out`] shares them out.
+fn limits_after(after: &(Vec<Window>, Option<Spent>), of: &Limits) -> Limits {
+    Limits {
+        windows: after.0.clone(),
+        quota: after.1.map(|s| Quota {
+            remaining: s.remaining,
+            refill: of.quota.and_then(|q| q.refill),
+        }),
+    }
+}
+
+/// What is left of a row's quota (`row`), as its spend statement writes it.
+fn spent_of(row: &Limits, refilled: bool) -> Option<Spent> {
+    row.quota.map(|q| Spent {
+        remaining: q.remaining,
+        refilled,
+    })
+}
+
 /// The counts to write to a party's row after an admitted call (`after`, of the row's
 /// counts `part`: the refill to come is theirs), with one more
 /// slot handed out of them when the call waited for the row (`grow`; unless the party has
@@ -383,19 +403,9 @@ fn grown(
     now: TimestampWithTimeZone,
 ) -> (Vec<Window>, Option<Spent>) {
     if grow {
-        let limits = Limits {
-            windows: after.0.clone(),
-            quota: after.1.map(|s| Quota {
-                remaining: s.remaining,
-                refill: part.quota.and_then(|q| q.refill),
-            }),
-        };
-        let (row, share) = meter::hand_out(&limits, micros(now), cost, 1);
+        let (row, share) = meter::hand_out(&limits_after(after, part), micros(now), cost, 1);
         if share.slots == 1 && metering::slot_add(party, &share, now) {
-            let spent = row.quota.map(|q| Spent {
-                remaining: q.remaining,
-                refilled: false,
-            });
+            let spent = spent_of(&row, false);
             return (row.windows, spent);
         }
     }
@@ -547,13 +557,7 @@ fn settle(
 ) {
     let now_us = micros(now);
     let refilled = after.1.is_some_and(|s| s.refilled);
-    let after = Limits {
-        windows: after.0.clone(),
-        quota: after.1.map(|s| Quota {
-            remaining: s.remaining,
-            refill: total.quota.and_then(|q| q.refill),
-        }),
-    };
+    let after = limits_after(after, total);
     let wanted = if schema != Schema::Current || refilled {
         0
     } else if busy {
@@ -572,10 +576,7 @@ fn settle(
     if !p.slots.is_empty() || share.slots > 0 {
         metering::slots_replace(p.party, &share, now);
     }
-    let spent = row.quota.map(|q| Spent {
-        remaining: q.remaining,
-        refilled,
-    });
+    let spent = spent_of(&row, refilled);
     match p.party {
         Party::Key(id) => {
             metering::key_meter_spend(id, p.metered, &row.windows, spent, now, schema, true)
