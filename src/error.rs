@@ -58,3 +58,27 @@ pub fn key_not_found() -> ! {
         "Check the key id; a key you may not read is reported as not found.",
     )
 }
+
+/// 55P03: a verify's wait for the counts of `key` (its row, or its owner's) that another
+/// transaction holds was ended by `lock_timeout`; `detail` is PostgreSQL's own message.
+#[track_caller]
+pub fn lock_wait_ended(key: impl std::fmt::Display, detail: &str) -> ! {
+    ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+        format!(
+            "pg_apikey: verify of key {key} waited lock_timeout for its usage counts, which another transaction holds"
+        ),
+        "pg_apikey",
+    )
+    .set_detail(format!(
+        "{detail}. A verify that counts (a quota, a rate limit, an owner's limits) holds the \
+         counts of its key and owner until its transaction ends."
+    ))
+    .set_hint(
+        "Verify in autocommit (its own transaction), or end the transaction right after the \
+         verify: a session \"idle in transaction\" in pg_stat_activity that verified this key, \
+         or another key of its owner, is what this verify waited for.",
+    )
+    .report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}

@@ -158,7 +158,35 @@ fn schema_of(k: &KeyRead) -> Schema {
 }
 
 /// A call of `cost` by a key that has limits, or whose `owner` may have.
+///
+/// A wait for a row that another transaction holds may be ended by `lock_timeout`: that
+/// error (55P03) is raised again with pg_apikey's words for it (whose counts, why another
+/// transaction holds them, what to do). Nothing is caught otherwise, and nothing goes on
+/// after the error: the transaction aborts as it would have.
 pub(super) fn metered(
+    k: KeyRead,
+    owner: Option<Owner<'_>>,
+    required: Option<&Required>,
+    cost: i64,
+    now: TimestampWithTimeZone,
+) -> Outcome {
+    let key_id = k.id();
+    PgTryBuilder::new(std::panic::AssertUnwindSafe(move || {
+        counted(k, owner, required, cost, now)
+    }))
+    .catch_when(
+        PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+        move |cause| match &cause {
+            pg_sys::panic::CaughtError::PostgresError(e) => {
+                error::lock_wait_ended(key_id, e.message())
+            }
+            _ => cause.rethrow(),
+        },
+    )
+    .execute()
+}
+
+fn counted(
     k: KeyRead,
     owner: Option<Owner<'_>>,
     required: Option<&Required>,

@@ -4,8 +4,9 @@
 //   1. a service role (a LOGIN role that is a member of apikey_service) provisions an
 //      organization and organization keys with no user;
 //   2. an API server verifies the key of every request: one prepared statement, the key a
-//      bound parameter, the route's required permissions a Map sent as jsonb;
-//   3. the verify row becomes an HTTP status (200/401/403/429) and rate-limit headers;
+//      bound parameter, the route's required permissions a Map sent as jsonb (this
+//      example's API server connects as an untrusted role, which only verifies);
+//   3. the verify row alone becomes an HTTP status (200/401/403/429) and rate-limit headers;
 //   4. errors are told apart by SQLSTATE (42501 not allowed, 22023 bad argument);
 //   5. a figure: verifies per second on one connection, beside SELECT 1.
 //
@@ -138,11 +139,25 @@ public final class ApiKeyClient {
 
     // --- verify ---------------------------------------------------------------------------
 
-    static final String VERIFY = "SELECT valid, code, key_id, org_id, user_id, permissions, metadata, remaining,"
-            + " expires_at, retry_after FROM apikey.verify_api_key(?, ?)";
+    /**
+     * verify_api_key's row, with the entry of its rate_limits (jsonb) that has the least
+     * remaining taken apart in the same statement: Java's standard library has no JSON
+     * parser, and SQL has one. The function runs once (a function in FROM); the LATERAL
+     * subquery only reads its rate_limits column (NULL when no rate limit applies).
+     */
+    static final String VERIFY = "SELECT v.valid, v.code, v.key_id, v.org_id, v.user_id, v.permissions, v.metadata,"
+            + " v.remaining, v.expires_at, v.retry_after, t.rl_limit, t.rl_remaining, t.rl_reset_at"
+            + " FROM apikey.verify_api_key(?, ?) AS v"
+            + " LEFT JOIN LATERAL (SELECT (e->>'limit')::bigint AS rl_limit, (e->>'remaining')::bigint AS rl_remaining,"
+            + "                           (e->>'reset_at')::timestamptz AS rl_reset_at"
+            + "                      FROM jsonb_array_elements(v.rate_limits) AS e"
+            + "                     ORDER BY (e->>'remaining')::bigint LIMIT 1) AS t ON true";
+
+    /** The tightest rate limit of a verify: its limit, what is left, when its window ends (or null). */
+    record Tightest(long limit, long remaining, OffsetDateTime resetAt) {}
 
     record Verdict(boolean valid, String code, UUID keyId, String orgId, String userId, String permissions,
-            String metadata, Long remaining, OffsetDateTime expiresAt, Duration retryAfter) {}
+            String metadata, Long remaining, OffsetDateTime expiresAt, Duration retryAfter, Tightest rateLimit) {}
 
     /** One verify on a PreparedStatement of VERIFY, kept for the connection's lifetime. */
     static Verdict verify(PreparedStatement ps, String key, Object required) throws SQLException {
@@ -154,19 +169,18 @@ public final class ApiKeyClient {
                     rs.getString("org_id"), rs.getString("user_id"), rs.getString("permissions"),
                     rs.getString("metadata"), rs.getObject("remaining", Long.class),
                     rs.getObject("expires_at", OffsetDateTime.class),
-                    toDuration((PGInterval) rs.getObject("retry_after")));
+                    toDuration((PGInterval) rs.getObject("retry_after")),
+                    rs.getObject("rl_limit") == null ? null
+                            : new Tightest(rs.getLong("rl_limit"), rs.getLong("rl_remaining"),
+                                    rs.getObject("rl_reset_at", OffsetDateTime.class)));
         }
     }
 
-    /** The key's rate limit: rate_limit_max per rate_limit_window. */
-    record Limit(int max, Duration window) {}
-
     /**
-     * Status and headers for a verify row. verify's rate_limits column (not built yet) will
-     * carry the window's remaining count and reset time; until then X-RateLimit-Remaining
-     * and X-RateLimit-Reset are known only when a request is refused.
+     * Status and headers for a verify row, from the row alone (docs/application-developers.md,
+     * "Status codes and headers"): X-RateLimit-Reset in whole seconds from now.
      */
-    static Map<String, String> toHttp(Verdict v, Limit limit, int[] status) {
+    static Map<String, String> toHttp(Verdict v, int[] status) {
         status[0] = switch (v.code()) {
             case "VALID" -> 200;
             case "INSUFFICIENT_PERMISSIONS" -> 403;
@@ -175,13 +189,13 @@ public final class ApiKeyClient {
         };
         Map<String, String> h = new LinkedHashMap<>();
         if (status[0] == 401) h.put("WWW-Authenticate", "Bearer realm=\"api\"");
-        if (limit != null) {
-            h.put("X-RateLimit-Limit", Integer.toString(limit.max()));
-            h.put("X-RateLimit-Policy", limit.max() + ";w=" + secondsUp(limit.window()));
-        }
-        if (v.code().equals("RATE_LIMITED")) {
-            h.put("X-RateLimit-Remaining", "0");
-            h.put("X-RateLimit-Reset", Long.toString(secondsUp(v.retryAfter())));
+        Tightest t = v.rateLimit();
+        if (t != null) {
+            long reset = t.resetAt() == null ? 0
+                    : Math.max(0, secondsUp(Duration.between(OffsetDateTime.now(), t.resetAt())));
+            h.put("X-RateLimit-Limit", Long.toString(t.limit()));
+            h.put("X-RateLimit-Remaining", Long.toString(t.remaining()));
+            h.put("X-RateLimit-Reset", Long.toString(reset));
         }
         if (v.remaining() != null) h.put("X-Quota-Remaining", v.remaining().toString());
         if (v.retryAfter() != null) h.put("Retry-After", Long.toString(secondsUp(v.retryAfter())));
@@ -200,11 +214,10 @@ public final class ApiKeyClient {
             "/things", Map.of("mesa", List.of("read")),
             "/admin", Map.of("mesa", List.of("admin")));
 
-    /** The API server: one connection, its verify statement, the policies of keys it has seen. */
+    /** The API server: one connection (an untrusted role) and its verify statement. */
     static final class Api {
         final Connection conn;
         final PreparedStatement verify;
-        final Map<UUID, Limit> limits = new HashMap<>();
 
         Api(Connection conn) throws SQLException {
             this.conn = conn;
@@ -223,7 +236,7 @@ public final class ApiKeyClient {
                 String key = auth != null && auth.startsWith("Bearer ") ? auth.substring(7) : null;
                 try {
                     Verdict v = verify(verify, key, required); // a NULL key answers KEY_NOT_FOUND
-                    headers = toHttp(v, v.keyId() == null ? null : limitOf(v.keyId()), status);
+                    headers = toHttp(v, status);
                     out = body(v.code(), v.orgId());
                 } catch (SQLException e) {
                     out = body("ERROR " + e.getSQLState(), null);
@@ -235,22 +248,6 @@ public final class ApiKeyClient {
             ex.sendResponseHeaders(status[0], bytes.length);
             ex.getResponseBody().write(bytes);
             ex.close();
-        }
-
-        Limit limitOf(UUID keyId) throws SQLException {
-            if (!limits.containsKey(keyId)) {
-                try (PreparedStatement ps = conn.prepareStatement(
-                        "SELECT rate_limit_max, rate_limit_window FROM apikey.get_api_key(?)")) {
-                    ps.setObject(1, keyId);
-                    try (ResultSet rs = ps.executeQuery()) {
-                        rs.next();
-                        Integer max = rs.getObject("rate_limit_max", Integer.class);
-                        limits.put(keyId, max == null ? null
-                                : new Limit(max, toDuration((PGInterval) rs.getObject("rate_limit_window"))));
-                    }
-                }
-            }
-            return limits.get(keyId);
         }
     }
 
@@ -303,7 +300,9 @@ public final class ApiKeyClient {
     public static void main(String[] args) throws Exception {
         String orgId = "acme-java-" + (VIA_PGBOUNCER ? "pgbouncer" : "direct") + "-"
                 + Integer.toHexString(new SecureRandom().nextInt(0x1000000));
-        try (Connection admin = connect(SERVICE_USER); Connection apiConn = connect(SERVICE_USER)) {
+        // The API server verifies as an untrusted role (no key of its own, no membership): it
+        // needs nothing else, since every header comes from verify's row.
+        try (Connection admin = connect(SERVICE_USER); Connection apiConn = connect(APP_USER)) {
             run(orgId, admin, new Api(apiConn));
         }
     }
@@ -357,20 +356,24 @@ public final class ApiKeyClient {
                                 + rs.getString("permissions") + " / " + rs.getString("metadata"));
             }
         }
+        // Two limits: 5 a minute (the rate_limit_max/_window pair, named "default") and 2 an
+        // hour (named "hour"). verify's rate_limits lists the pair first; the headers must
+        // come from the tightest (the hour), not the first.
         String limitedKey;
         try (PreparedStatement ps = admin.prepareStatement(
                 "SELECT key, rate_limit_max, rate_limit_window FROM apikey.create_api_key(org_id => ?, name => 'limited',"
-                        + " permissions => ?, rate_limit_max => ?, rate_limit_window => ?)")) {
+                        + " permissions => ?, rate_limit_max => ?, rate_limit_window => ?, rate_limits => ?)")) {
             ps.setString(1, orgId);
             ps.setObject(2, jsonb(Map.of("mesa", List.of("read"))));
-            ps.setInt(3, 2);
-            ps.setObject(4, new PGInterval("1 hour"));
+            ps.setInt(3, 5);
+            ps.setObject(4, new PGInterval("1 minute"));
+            ps.setObject(5, jsonb(List.of(Map.of("name", "hour", "limit", 2, "window", "1 hour"))));
             try (ResultSet rs = ps.executeQuery()) {
                 rs.next();
                 limitedKey = rs.getString("key");
-                check(rs.getInt("rate_limit_max") == 2
-                        && Duration.ofHours(1).equals(toDuration((PGInterval) rs.getObject("rate_limit_window"))),
-                        "rate-limited key: 2 per hour (the window passed and read back as a PGInterval)");
+                check(rs.getInt("rate_limit_max") == 5
+                        && Duration.ofMinutes(1).equals(toDuration((PGInterval) rs.getObject("rate_limit_window"))),
+                        "rate-limited key: 5 a minute (the window passed and read back as a PGInterval) and 2 an hour");
             }
         }
         String quotaKey;
@@ -409,15 +412,17 @@ public final class ApiKeyClient {
 
             for (int i = 1; i <= 2; i++) {
                 r = get("/things", limitedKey);
+                long reset = Long.parseLong(r.header("X-RateLimit-Reset"));
                 check(r.status() == 200 && "2".equals(r.header("X-RateLimit-Limit"))
-                        && "2;w=3600".equals(r.header("X-RateLimit-Policy")),
-                        "rate-limited key, request " + i + ": 200, X-RateLimit-Limit 2");
+                        && Integer.toString(2 - i).equals(r.header("X-RateLimit-Remaining")) && reset > 3500 && reset <= 3600,
+                        "rate-limited key, request " + i + ": 200, X-RateLimit-Limit 2, Remaining " + (2 - i) + ", Reset "
+                                + reset + " s (all from verify's row)");
             }
             r = get("/things", limitedKey);
             long reset = Long.parseLong(r.header("X-RateLimit-Reset"));
             check(r.status() == 429 && r.body().equals(body("RATE_LIMITED", orgId))
                     && "0".equals(r.header("X-RateLimit-Remaining")) && reset > 3500 && reset <= 3600
-                    && Long.toString(reset).equals(r.header("Retry-After")),
+                    && Math.abs(Long.parseLong(r.header("Retry-After")) - reset) <= 1,
                     "rate-limited key, request 3: 429 RATE_LIMITED, X-RateLimit-Remaining 0, Reset/Retry-After " + reset + " s");
 
             // A verify inside a transaction that rolls back spends nothing: the use comes back.

@@ -4,8 +4,9 @@
 //   1. a service role (a LOGIN role that is a member of apikey_service) provisions an
 //      organization and organization keys with no user;
 //   2. an API server verifies the key of every request: one prepared statement, the key a
-//      bound parameter, the route's required permissions an object passed as jsonb;
-//   3. the verify row becomes an HTTP status (200/401/403/429) and rate-limit headers;
+//      bound parameter, the route's required permissions an object passed as jsonb (this
+//      example's server connects as an untrusted role, which only verifies);
+//   3. the verify row alone becomes an HTTP status (200/401/403/429) and rate-limit headers;
 //   4. errors are told apart by SQLSTATE (42501 not allowed, 22023 bad argument);
 //   5. a figure: verifies per second on one connection, beside SELECT 1.
 //
@@ -47,7 +48,7 @@ function check(condition, what) {
 
 const VERIFY =
   'SELECT valid, code, key_id, org_id, user_id, permissions, metadata, remaining,' +
-  ' expires_at, retry_after FROM apikey.verify_api_key($1, $2::jsonb)'
+  ' expires_at, retry_after, rate_limits FROM apikey.verify_api_key($1, $2::jsonb)'
 
 // Directly: a named query is prepared once per connection (Parse on first use, then only
 // Bind/Execute). Through PgBouncer 1.18 in transaction mode a named statement lives on one
@@ -74,20 +75,20 @@ function intervalMs(iv) {
 }
 const secondsUp = (iv) => Math.ceil(intervalMs(iv) / 1000)
 
-// [status, headers] for a verify row. limit: the key's {max, window} or null. verify's
-// rate_limits column (not built yet) will carry the window's remaining count and reset
-// time; until then X-RateLimit-Remaining and -Reset are known only on a refusal.
-function toHttp(row, limit) {
+// [status, headers] for a verify row, from the row alone (docs/application-developers.md,
+// "Status codes and headers"): the rate-limit headers from the entry of rate_limits (jsonb:
+// an array of objects, reset_at an ISO 8601 string) with the least remaining;
+// X-RateLimit-Reset in seconds from now.
+function toHttp(row) {
   const status = { VALID: 200, INSUFFICIENT_PERMISSIONS: 403, RATE_LIMITED: 429, USAGE_EXCEEDED: 429 }[row.code] || 401
   const headers = {}
   if (status === 401) headers['WWW-Authenticate'] = 'Bearer realm="api"'
-  if (limit && limit.max !== null) {
-    headers['X-RateLimit-Limit'] = String(limit.max)
-    headers['X-RateLimit-Policy'] = `${limit.max};w=${secondsUp(limit.window)}`
-  }
-  if (row.code === 'RATE_LIMITED') {
-    headers['X-RateLimit-Remaining'] = '0'
-    headers['X-RateLimit-Reset'] = String(secondsUp(row.retry_after))
+  if (row.rate_limits) {
+    const tight = row.rate_limits.reduce((a, b) => (b.remaining < a.remaining ? b : a))
+    const reset = tight.reset_at === null ? 0 : Math.max(0, Math.ceil((Date.parse(tight.reset_at) - Date.now()) / 1000))
+    headers['X-RateLimit-Limit'] = String(tight.limit)
+    headers['X-RateLimit-Remaining'] = String(tight.remaining)
+    headers['X-RateLimit-Reset'] = String(reset)
   }
   if (row.remaining !== null) headers['X-Quota-Remaining'] = String(row.remaining) // a BigInt
   if (row.retry_after !== null) headers['Retry-After'] = String(secondsUp(row.retry_after))
@@ -98,7 +99,6 @@ function toHttp(row, limit) {
 const ROUTES = { '/things': { mesa: ['read'] }, '/admin': { mesa: ['admin'] } }
 
 function apiServer(client) {
-  const limits = new Map() // key_id -> {max, window}, from get_api_key
   return http.createServer(async (req, res) => {
     try {
       const required = ROUTES[req.url]
@@ -109,15 +109,7 @@ function apiServer(client) {
       const auth = req.headers.authorization || ''
       const key = auth.startsWith('Bearer ') ? auth.slice(7) : null
       const row = await verify(client, key, required) // a NULL key answers KEY_NOT_FOUND
-      let limit = null
-      if (row.key_id !== null) {
-        if (!limits.has(row.key_id)) {
-          const p = (await client.query('SELECT rate_limit_max, rate_limit_window FROM apikey.get_api_key($1)', [row.key_id])).rows[0]
-          limits.set(row.key_id, { max: p.rate_limit_max, window: p.rate_limit_window })
-        }
-        limit = limits.get(row.key_id)
-      }
-      const [status, headers] = toHttp(row, limit)
+      const [status, headers] = toHttp(row)
       res.writeHead(status, { ...headers, 'Content-Type': 'application/json' })
       res.end(JSON.stringify({ code: row.code, org_id: row.org_id }))
     } catch (err) {
@@ -164,7 +156,9 @@ async function expectError(promise) {
 async function main() {
   const orgId = `acme-node-${VIA}-${crypto.randomBytes(3).toString('hex')}`
   const admin = await connect(SERVICE_USER)
-  const api = await connect(SERVICE_USER)
+  // The API server verifies as an untrusted role (no key of its own, no membership): it
+  // needs nothing else, since every header comes from verify's row.
+  const api = await connect(APP_USER)
 
   // 1. Provisioning, as the service role.
   const who = (await admin.query("SELECT current_user AS role, pg_has_role('apikey_service', 'MEMBER') AS trusted")).rows[0]
@@ -191,13 +185,17 @@ async function main() {
   `org key with no user: key_id ${created.key_id} (uuid as a string), start ${created.start}, ` +
     'expires_at round-trips as a Date, permissions/metadata come back as objects')
 
+  // Two limits: 5 a minute (the rate_limit_max/_window pair, named "default") and 2 an hour
+  // (named "hour"). verify's rate_limits lists the pair first; the headers must come from
+  // the tightest (the hour), not the first.
   const limited = (await admin.query(
     `SELECT key, rate_limit_max, rate_limit_window FROM apikey.create_api_key(
          org_id => $1, name => 'limited', permissions => $2::jsonb,
-         rate_limit_max => $3::integer, rate_limit_window => $4::interval)`,
-    [orgId, JSON.stringify({ mesa: ['read'] }), 2, '1 hour'])).rows[0]
-  check(limited.rate_limit_max === 2 && intervalMs(limited.rate_limit_window) === 3600000,
-    `rate-limited key: 2 per hour (the window read back as ${JSON.stringify(limited.rate_limit_window)})`)
+         rate_limit_max => $3::integer, rate_limit_window => $4::interval, rate_limits => $5::jsonb)`,
+    [orgId, JSON.stringify({ mesa: ['read'] }), 5, '1 minute',
+      JSON.stringify([{ name: 'hour', limit: 2, window: '1 hour' }])])).rows[0]
+  check(limited.rate_limit_max === 5 && intervalMs(limited.rate_limit_window) === 60000,
+    `rate-limited key: 5 a minute (the window read back as ${JSON.stringify(limited.rate_limit_window)}) and 2 an hour`)
   const quota = (await admin.query(
     `SELECT key, remaining FROM apikey.create_api_key(
          org_id => $1, name => 'metered', permissions => $2::jsonb,
@@ -222,13 +220,15 @@ async function main() {
 
     for (const i of [1, 2]) {
       ;[status, headers, body] = await get('/things', limited.key)
-      check(status === 200 && headers.get('X-RateLimit-Limit') === '2' && headers.get('X-RateLimit-Policy') === '2;w=3600',
-        `rate-limited key, request ${i}: 200, X-RateLimit-Limit 2`)
+      const reset = Number(headers.get('X-RateLimit-Reset'))
+      check(status === 200 && headers.get('X-RateLimit-Limit') === '2' &&
+        headers.get('X-RateLimit-Remaining') === String(2 - i) && reset > 3500 && reset <= 3600,
+      `rate-limited key, request ${i}: 200, X-RateLimit-Limit 2, Remaining ${2 - i}, Reset ${reset} s (all from verify's row)`)
     }
     ;[status, headers, body] = await get('/things', limited.key)
     const reset = Number(headers.get('X-RateLimit-Reset'))
     check(status === 429 && body.code === 'RATE_LIMITED' && headers.get('X-RateLimit-Remaining') === '0' &&
-      reset > 3500 && reset <= 3600 && headers.get('Retry-After') === String(reset),
+      reset > 3500 && reset <= 3600 && Math.abs(Number(headers.get('Retry-After')) - reset) <= 1,
     `rate-limited key, request 3: 429 RATE_LIMITED, X-RateLimit-Remaining 0, Reset/Retry-After ${reset} s`)
 
     // A verify inside a transaction that rolls back spends nothing: the use comes back.

@@ -204,13 +204,17 @@ def main():
 
     # Policy fields are typed in SQL: a Python int is sent as the smallest integer type
     # that holds it, and one >= 2**31 (int8) finds no create_api_key(... integer ...): 42883.
+    # Two limits: 5 a minute (the rate_limit_max/_window pair, named "default") and 2 an
+    # hour (named "hour"). verify's rate_limits lists the pair first; the headers must
+    # come from the tightest (the hour), not the first.
     limited = admin.execute(
         """SELECT key, rate_limit_max, rate_limit_window FROM apikey.create_api_key(
                org_id => %s, name => 'limited', permissions => %s,
-               rate_limit_max => %s::integer, rate_limit_window => %s)""",
-        (org_id, Jsonb({"mesa": ["read"]}), 2, dt.timedelta(hours=1))).fetchone()
-    check(limited["rate_limit_max"] == 2 and limited["rate_limit_window"] == dt.timedelta(hours=1),
-          "rate-limited key: 2 per hour (the window passed and read back as a timedelta)")
+               rate_limit_max => %s::integer, rate_limit_window => %s, rate_limits => %s)""",
+        (org_id, Jsonb({"mesa": ["read"]}), 5, dt.timedelta(minutes=1),
+         Jsonb([{"name": "hour", "limit": 2, "window": "1 hour"}]))).fetchone()
+    check(limited["rate_limit_max"] == 5 and limited["rate_limit_window"] == dt.timedelta(minutes=1),
+          "rate-limited key: 5 a minute (the window passed and read back as a timedelta) and 2 an hour")
     quota = admin.execute(
         """SELECT key, remaining FROM apikey.create_api_key(
                org_id => %s, name => 'metered', permissions => %s,

@@ -180,7 +180,7 @@ fn limited_verify_waits_for_the_rows_holder_and_lock_timeout_ends_it() {
     let _serial = one_at_a_time();
     let t = "lktimeout";
     let (mut su, api) = org_and_api_role(t);
-    let (_, key) = org_key(&mut su, t, "remaining => 10");
+    let (id, key) = org_key(&mut su, t, "remaining => 10");
     let mut first = connect(&api);
     first.batch_execute("BEGIN").unwrap();
     assert_eq!(verify_code(&mut first, &key), "VALID");
@@ -191,11 +191,7 @@ fn limited_verify_waits_for_the_rows_holder_and_lock_timeout_ends_it() {
     let err = second
         .query_one("SELECT code FROM apikey.verify_api_key($1)", &[&key])
         .expect_err("the second verify waits for the first transaction, then times out");
-    assert_eq!(
-        err.code(),
-        Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE),
-        "{err}"
-    );
+    assert_lock_wait_explained(&err, &id);
     assert!(
         started.elapsed() >= Duration::from_millis(250),
         "it waited {:?}",
@@ -204,6 +200,61 @@ fn limited_verify_waits_for_the_rows_holder_and_lock_timeout_ends_it() {
     first.batch_execute("COMMIT").unwrap();
     // Once the holder commits, the key verifies again at once, with its use counted.
     assert_eq!(verify_code(&mut second, &key), "VALID");
+}
+
+/// The 55P03 a verify's lock wait ends with, in pg_apikey's words: whose counts, why
+/// another transaction holds them, what to do.
+fn assert_lock_wait_explained(err: &postgres::Error, key_id: &str) {
+    assert_eq!(
+        err.code(),
+        Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE),
+        "{err}"
+    );
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(
+        db.message(),
+        format!(
+            "pg_apikey: verify of key {key_id} waited lock_timeout for its usage counts, \
+             which another transaction holds"
+        )
+    );
+    let detail = db.detail().unwrap_or_default();
+    assert!(
+        detail.starts_with("canceling statement due to lock timeout."),
+        "{detail}"
+    );
+    let hint = db.hint().unwrap_or_default();
+    assert!(
+        hint.contains("autocommit") && hint.contains("idle in transaction"),
+        "{hint}"
+    );
+}
+
+/// The same for a key with no limits of its own whose organization has shared ones: the
+/// wait is for the owner's row, held by a transaction that verified another of its keys.
+#[test]
+fn owner_limit_wait_ended_by_lock_timeout_is_explained() {
+    let _serial = one_at_a_time();
+    let t = "lkownertimeout";
+    let (mut su, api) = org_and_api_role(t);
+    su.batch_execute(&format!(
+        "SELECT FROM apikey.set_owner_limits(org_id => '{t}-org', remaining => 100)"
+    ))
+    .unwrap();
+    let (_, one) = org_key(&mut su, t, "");
+    let (other_id, other) = org_key(&mut su, t, "");
+    let mut first = connect(&api);
+    first.batch_execute("BEGIN").unwrap();
+    assert_eq!(verify_code(&mut first, &one), "VALID");
+
+    let mut second = connect(&api);
+    second.batch_execute("SET lock_timeout = '300ms'").unwrap();
+    let err = second
+        .query_one("SELECT code FROM apikey.verify_api_key($1)", &[&other])
+        .expect_err("the owner's row is held by the first transaction");
+    assert_lock_wait_explained(&err, &other_id);
+    first.batch_execute("COMMIT").unwrap();
+    assert_eq!(verify_code(&mut second, &other), "VALID");
 }
 
 /// Under REPEATABLE READ, a limited key whose use another transaction committed after

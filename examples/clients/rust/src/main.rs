@@ -4,8 +4,9 @@
 //!   1. a service role (a LOGIN role that is a member of apikey_service) provisions an
 //!      organization and organization keys with no user;
 //!   2. an API server verifies the key of every request: one prepared statement, the key a
-//!      bound parameter, the route's required permissions a `serde_json::Value` sent as jsonb;
-//!   3. the verify row becomes an HTTP status (200/401/403/429) and rate-limit headers
+//!      bound parameter, the route's required permissions a `serde_json::Value` sent as jsonb
+//!      (this example's API server connects as an untrusted role, which only verifies);
+//!   3. the verify row alone becomes an HTTP status (200/401/403/429) and rate-limit headers
 //!      (`Api::handle`, framework-agnostic: wire it into axum, hyper or actix as you like);
 //!   4. errors are told apart by SQLSTATE (42501 not allowed, 22023 bad argument);
 //!   5. a figure: verifies per second on one connection, beside SELECT 1.
@@ -14,7 +15,6 @@
 //! does not read them itself); APIKEY_VIA=pgbouncer when PGPORT is a PgBouncer in transaction
 //! pool mode. Every "client check ok" line is asserted against what the database returned.
 
-use std::collections::HashMap;
 use std::env;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,8 +28,8 @@ use uuid::Uuid;
 // milliseconds (rounded up), read as i64 into a std::time::Duration.
 const VERIFY: &str =
     "SELECT valid, code, key_id, org_id, user_id, permissions, metadata, remaining, \
-     expires_at, ceil(extract(epoch FROM retry_after) * 1000)::bigint AS retry_after_ms \
-     FROM apikey.verify_api_key($1, $2)";
+     expires_at, ceil(extract(epoch FROM retry_after) * 1000)::bigint AS retry_after_ms, \
+     rate_limits FROM apikey.verify_api_key($1, $2)";
 
 fn check(condition: bool, what: impl AsRef<str>) {
     if !condition {
@@ -123,6 +123,9 @@ struct Verdict {
     remaining: Option<i64>,
     expires_at: Option<SystemTime>,
     retry_after: Option<Duration>,
+    /// `[{"name", "scope", "limit", "remaining", "reset_at"}, …]`, NULL when no rate
+    /// limit applies; `reset_at` an RFC 3339 string (or null: no window running).
+    rate_limits: Option<Value>,
 }
 
 impl Verdict {
@@ -140,6 +143,7 @@ impl Verdict {
             retry_after: row
                 .get::<_, Option<i64>>("retry_after_ms")
                 .map(|ms| Duration::from_millis(ms as u64)),
+            rate_limits: row.get("rate_limits"),
         }
     }
 }
@@ -159,13 +163,31 @@ fn secs_up(d: Duration) -> u64 {
     d.as_millis().div_ceil(1000) as u64
 }
 
-/// The key's rate limit: (rate_limit_max, rate_limit_window).
-type Limit = (i32, Duration);
+/// The X-RateLimit-* headers from the entry of `rate_limits` with the least `remaining`:
+/// Limit, Remaining, and Reset in whole seconds from now (rounded up; 0 when no window runs).
+fn rate_limit_headers(limits: &Value) -> Option<[(&'static str, String); 3]> {
+    let tight = limits
+        .as_array()?
+        .iter()
+        .min_by_key(|l| l["remaining"].as_i64().unwrap_or(i64::MAX))?;
+    let reset = match tight["reset_at"].as_str() {
+        Some(at) => {
+            let at = chrono::DateTime::parse_from_rfc3339(at).ok()?;
+            let ms = (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_milliseconds();
+            (ms.max(0) as u64).div_ceil(1000)
+        }
+        None => 0,
+    };
+    Some([
+        ("X-RateLimit-Limit", tight["limit"].to_string()),
+        ("X-RateLimit-Remaining", tight["remaining"].to_string()),
+        ("X-RateLimit-Reset", reset.to_string()),
+    ])
+}
 
-/// (status, headers) for a verify row. verify's `rate_limits` column (not built yet) will
-/// carry the window's remaining count and reset time; until then X-RateLimit-Remaining and
-/// X-RateLimit-Reset are known only when a request is refused.
-fn to_http(v: &Verdict, limit: Option<Limit>) -> (u16, Vec<(&'static str, String)>) {
+/// (status, headers) for a verify row, from the row alone (docs/application-developers.md,
+/// "Status codes and headers").
+fn to_http(v: &Verdict) -> (u16, Vec<(&'static str, String)>) {
     let status = match v.code.as_str() {
         "VALID" => 200,
         "INSUFFICIENT_PERMISSIONS" => 403,
@@ -176,16 +198,8 @@ fn to_http(v: &Verdict, limit: Option<Limit>) -> (u16, Vec<(&'static str, String
     if status == 401 {
         headers.push(("WWW-Authenticate", r#"Bearer realm="api""#.to_string()));
     }
-    if let Some((max, window)) = limit {
-        headers.push(("X-RateLimit-Limit", max.to_string()));
-        headers.push(("X-RateLimit-Policy", format!("{max};w={}", secs_up(window))));
-    }
-    if v.code == "RATE_LIMITED" {
-        headers.push(("X-RateLimit-Remaining", "0".to_string()));
-        headers.push((
-            "X-RateLimit-Reset",
-            secs_up(v.retry_after.unwrap_or_default()).to_string(),
-        ));
+    if let Some(limits) = v.rate_limits.as_ref().and_then(rate_limit_headers) {
+        headers.extend(limits);
     }
     if let Some(left) = v.remaining {
         headers.push(("X-Quota-Remaining", left.to_string()));
@@ -212,12 +226,10 @@ impl Response {
     }
 }
 
-/// The API server's side: its connection, its statements, the rate-limit policy of the
-/// keys it has seen (from get_api_key).
+/// The API server's side: its connection (an untrusted role) and its statement.
 struct Api {
     client: Client,
     verify: Sent,
-    limits: HashMap<Uuid, Option<Limit>>,
 }
 
 impl Api {
@@ -230,7 +242,7 @@ impl Api {
         }
     }
 
-    async fn handle(&mut self, path: &str, authorization: Option<&str>) -> Result<Response, Error> {
+    async fn handle(&self, path: &str, authorization: Option<&str>) -> Result<Response, Error> {
         let Some(required) = Api::required(path) else {
             return Ok(Response {
                 status: 404,
@@ -241,27 +253,7 @@ impl Api {
         };
         let key = authorization.and_then(|a| a.strip_prefix("Bearer "));
         let v = verify(&self.client, &self.verify, key, Some(&required)).await?; // no key: KEY_NOT_FOUND
-        let mut limit = None;
-        if let Some(id) = v.key_id {
-            if !self.limits.contains_key(&id) {
-                let row = once(
-                    &self.client,
-                    "SELECT rate_limit_max, ceil(extract(epoch FROM rate_limit_window) * 1000)::bigint AS window_ms \
-                     FROM apikey.get_api_key($1)",
-                    &[(&id, Type::UUID)],
-                )
-                .await?;
-                let max: Option<i32> = row.get("rate_limit_max");
-                let window: Option<i64> = row.get("window_ms");
-                self.limits.insert(
-                    id,
-                    max.zip(window)
-                        .map(|(m, w)| (m, Duration::from_millis(w as u64))),
-                );
-            }
-            limit = self.limits[&id];
-        }
-        let (status, headers) = to_http(&v, limit);
+        let (status, headers) = to_http(&v);
         Ok(Response {
             status,
             headers,
@@ -335,7 +327,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (nanos ^ std::process::id()) & 0xff_ffff
     );
     let admin = connect(&service).await?;
-    let api_client = connect(&service).await?;
+    // The API server verifies as an untrusted role (no key of its own, no membership): it
+    // needs nothing else, since every header comes from verify's row.
+    let api_client = connect(&app_user).await?;
 
     // 1. Provisioning, as the service role.
     let who = once(
@@ -403,24 +397,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Parameters are typed by the statement: rate_limit_max is integer (i32), remaining
     // bigint (i64). An interval parameter is sent as text and cast in SQL.
+    // Two limits: 5 a minute (the rate_limit_max/_window pair, named "default") and 2 an
+    // hour (named "hour"). verify's rate_limits lists the pair first; the headers must come
+    // from the tightest (the hour), not the first.
     let limited = once(
         &admin,
         "SELECT key, rate_limit_max, extract(epoch FROM rate_limit_window)::float8 AS window_s
            FROM apikey.create_api_key(org_id => $1, name => 'limited', permissions => $2,
-                                      rate_limit_max => $3, rate_limit_window => $4::interval)",
+                                      rate_limit_max => $3, rate_limit_window => $4::interval,
+                                      rate_limits => $5)",
         &[
             (&org_id, Type::TEXT),
             (&json!({"mesa": ["read"]}), Type::JSONB),
-            (&2i32, Type::INT4),
-            (&"1 hour", Type::TEXT),
+            (&5i32, Type::INT4),
+            (&"1 minute", Type::TEXT),
+            (
+                &json!([{"name": "hour", "limit": 2, "window": "1 hour"}]),
+                Type::JSONB,
+            ),
         ],
     )
     .await?;
     let limited_key: String = limited.get("key");
     check(
-        limited.get::<_, Option<i32>>("rate_limit_max") == Some(2)
-            && limited.get::<_, f64>("window_s") == 3600.0,
-        "rate-limited key: 2 per hour (the window read back as float8 seconds)",
+        limited.get::<_, Option<i32>>("rate_limit_max") == Some(5)
+            && limited.get::<_, f64>("window_s") == 60.0,
+        "rate-limited key: 5 a minute (the window read back as float8 seconds) and 2 an hour",
     );
     let quota = once(
         &admin,
@@ -440,7 +442,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut api = Api {
         client: api_client,
         verify: verify_stmt,
-        limits: HashMap::new(),
     };
     let bearer = |k: &str| format!("Bearer {k}");
 
@@ -478,11 +479,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     for i in 1..=2 {
         let r = api.handle("/things", Some(&bearer(&limited_key))).await?;
+        let reset: u64 = r.header("X-RateLimit-Reset").unwrap_or("0").parse()?;
         check(
             r.status == 200
                 && r.header("X-RateLimit-Limit") == Some("2")
-                && r.header("X-RateLimit-Policy") == Some("2;w=3600"),
-            format!("rate-limited key, request {i}: 200, X-RateLimit-Limit 2"),
+                && r.header("X-RateLimit-Remaining") == Some((2 - i).to_string().as_str())
+                && reset > 3500
+                && reset <= 3600,
+            format!(
+                "rate-limited key, request {i}: 200, X-RateLimit-Limit 2, Remaining {}, Reset {reset} s \
+                 (all from verify's row)",
+                2 - i
+            ),
         );
     }
     let r = api.handle("/things", Some(&bearer(&limited_key))).await?;
@@ -493,7 +501,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             && r.header("X-RateLimit-Remaining") == Some("0")
             && reset > 3500
             && reset <= 3600
-            && r.header("Retry-After") == Some(reset.to_string().as_str()),
+            && r.header("Retry-After")
+                .and_then(|h| h.parse::<u64>().ok())
+                .is_some_and(|retry| retry.abs_diff(reset) <= 1),
         format!("rate-limited key, request 3: 429 RATE_LIMITED, X-RateLimit-Remaining 0, Reset/Retry-After {reset} s"),
     );
 
