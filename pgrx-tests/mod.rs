@@ -11,4 +11,5 @@ mod metered;
 mod refills;
 mod security;
 mod support;
+mod usage;
 mod verify;

@@ -204,13 +204,16 @@ regress() {
     out="$CLUSTER_DIR/regress"
     mkdir -p "$out"
     local walk=1
+    local preloaded=1
     if [ "${#NAMES[@]}" -gt 0 ]; then
         selection=(setup)
         walk=0
+        preloaded=0
         for n in "${NAMES[@]}"; do
             case "$n" in
                 setup) ;;
                 walkthrough) walk=1 ;;
+                usage) preloaded=1 ;;
                 *) selection+=("$n") ;;
             esac
         done
@@ -226,7 +229,32 @@ regress() {
         cat "$out/regression.diffs" >&2 || true
         return 1
     fi
+    if [ "$preloaded" = 1 ]; then regress_preloaded "$major" "$regress"; fi
     if [ "$walk" = 1 ]; then walkthrough "$major"; fi
+}
+
+# The pg_regress files that need pg_apikey in shared_preload_libraries (usage analytics),
+# on a cluster of their own: the schedule's cluster loads the library per session, as a
+# server without analytics does (security.sql shows what that means for placeholders).
+regress_preloaded() {
+    local major="$1" regress="$2" dir="$CLUSTER_DIR-preloaded" port=$((CLUSTER_PORT + 30)) out
+    out="$dir/regress"
+    log "PostgreSQL $major: pg_regress usage, pg_apikey preloaded ($dir, port $port)"
+    stop_cluster "$dir"
+    init_cluster "$dir"
+    # The writer's periodic rounds far apart: the test asks for its writes (flush_usage).
+    cat >>"$dir/data/postgresql.conf" <<'CONF'
+shared_preload_libraries = 'pg_apikey'
+apikey.usage_flush_interval = 3600
+CONF
+    start_cluster "$dir" "$port"
+    mkdir -p "$out"
+    local rc=0
+    "$regress" --bindir="$PG_BIN" --host="$dir/sock" --port="$port" --user=postgres \
+        --inputdir="$ROOT/tests/pg_regress" --outputdir="$out" --dbname=pg_apikey_regress setup usage || rc=$?
+    if [ "$rc" != 0 ]; then cat "$out/regression.diffs" >&2 || true; fi
+    stop_cluster "$dir"
+    return "$rc"
 }
 
 # The quick start's walkthrough (examples/walkthrough.sql), as ./scripts/demo.sh runs it

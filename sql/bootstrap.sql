@@ -269,6 +269,32 @@ REVOKE ALL ON TABLE apikey.key_slots, apikey.owner_slots FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('apikey.key_slots', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.owner_slots', '');
 
+-- 0.3.0: usage analytics. Verify counts calls and cost per key, hour and code in shared
+-- memory (with pg_apikey in shared_preload_libraries); a background worker adds the counts
+-- to these hourly rows every apikey.usage_flush_interval and deletes rows older than
+-- apikey.usage_retention. key_id NULL: calls with unknown keys (KEY_NOT_FOUND), and the
+-- OVERFLOW counter (counts that found no room in memory). org_id/user_id: the key's owner
+-- when the row was written, kept when the key is deleted (no foreign key: usage outlives
+-- keys, for invoices). Read through apikey.key_usage and apikey.owner_usage.
+CREATE TABLE apikey.usage_hours (
+    key_id  uuid,
+    org_id  text,
+    user_id text,
+    hour    timestamptz NOT NULL,
+    code    text NOT NULL,
+    calls   bigint NOT NULL CHECK (calls OPERATOR(pg_catalog.>=) 0),
+    cost    bigint NOT NULL CHECK (cost OPERATOR(pg_catalog.>=) 0),
+    CONSTRAINT usage_hours_key_hour_code UNIQUE NULLS NOT DISTINCT (key_id, hour, code)
+);
+CREATE INDEX usage_hours_org_idx ON apikey.usage_hours (org_id, hour) WHERE org_id IS NOT NULL;
+CREATE INDEX usage_hours_user_idx ON apikey.usage_hours (user_id, hour) WHERE org_id IS NULL;
+CREATE INDEX usage_hours_hour_idx ON apikey.usage_hours (hour);
+COMMENT ON TABLE apikey.usage_hours IS
+    'Usage analytics: calls and cost per key, hour (UTC) and verify code, written by the pg_apikey usage writer from the counts in shared memory. Read with apikey.key_usage and apikey.owner_usage.';
+REVOKE ALL ON TABLE apikey.usage_hours FROM PUBLIC;
+-- pg_dump keeps them: they are what invoices are made from.
+SELECT pg_catalog.pg_extension_config_dump('apikey.usage_hours', '');
+
 -- The end of an anchored refill period: anchor + (k + step) × every, where k is the
 -- number of the last period end at or before t (k may be negative when the anchor is
 -- after t). Each end is computed from the anchor, never by adding to the previous one,

@@ -86,3 +86,15 @@ ALTER TABLE apikey.keys ENABLE ALWAYS TRIGGER imported_key_changed;
 ALTER TABLE apikey.keys ENABLE ALWAYS TRIGGER imported_key_removed;
 ALTER TABLE apikey.keys ENABLE ALWAYS TRIGGER keys_truncated;
 ALTER TABLE apikey.owner_limits ENABLE ALWAYS TRIGGER owners_changed;
+
+COMMENT ON FUNCTION apikey.key_usage(uuid, timestamptz, timestamptz, text) IS
+'Usage analytics of one key: calls and cost (of admitted calls) by bucket (hour, day or month of the session''s time zone) and verify code, for the hours from since''s hour until before until: the written hourly rows plus what is counted in memory and not yet written. Needs pg_apikey in shared_preload_libraries (else 55000). Readable by whoever may read the key (others: P0002).';
+
+COMMENT ON FUNCTION apikey.owner_usage(text, text, timestamptz, timestamptz, text) IS
+'Usage analytics of an owner''s keys (exactly one of org_id and user_id): calls and cost by bucket, key and code, written and in memory, as key_usage. Trusted callers, members whose role allows read, and a user for its own keys (others: P0002). Needs pg_apikey in shared_preload_libraries (else 55000).';
+
+COMMENT ON FUNCTION apikey.usage_live() IS
+'What this server counted in this database and has not written yet, by key, hour and code (key_id NULL: unknown keys, and the OVERFLOW counter). On a standby: everything it counted, which is never written there. Trusted callers only. Needs pg_apikey in shared_preload_libraries (else 55000).';
+
+COMMENT ON FUNCTION apikey.flush_usage() IS
+'Write the usage counts now instead of at the next apikey.usage_flush_interval: asks the background writer for a round and waits for it (at most a minute; 55000 after). Returns the number of counters of this database written. Trusted callers only; 25006 on a standby.';

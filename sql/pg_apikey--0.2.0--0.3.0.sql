@@ -76,6 +76,32 @@ REVOKE ALL ON TABLE apikey.key_slots, apikey.owner_slots FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('apikey.key_slots', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.owner_slots', '');
 
+-- 0.3.0: usage analytics. Verify counts calls and cost per key, hour and code in shared
+-- memory (with pg_apikey in shared_preload_libraries); a background worker adds the counts
+-- to these hourly rows every apikey.usage_flush_interval and deletes rows older than
+-- apikey.usage_retention. key_id NULL: calls with unknown keys (KEY_NOT_FOUND), and the
+-- OVERFLOW counter (counts that found no room in memory). org_id/user_id: the key's owner
+-- when the row was written, kept when the key is deleted (no foreign key: usage outlives
+-- keys, for invoices). Read through apikey.key_usage and apikey.owner_usage.
+CREATE TABLE apikey.usage_hours (
+    key_id  uuid,
+    org_id  text,
+    user_id text,
+    hour    timestamptz NOT NULL,
+    code    text NOT NULL,
+    calls   bigint NOT NULL CHECK (calls OPERATOR(pg_catalog.>=) 0),
+    cost    bigint NOT NULL CHECK (cost OPERATOR(pg_catalog.>=) 0),
+    CONSTRAINT usage_hours_key_hour_code UNIQUE NULLS NOT DISTINCT (key_id, hour, code)
+);
+CREATE INDEX usage_hours_org_idx ON apikey.usage_hours (org_id, hour) WHERE org_id IS NOT NULL;
+CREATE INDEX usage_hours_user_idx ON apikey.usage_hours (user_id, hour) WHERE org_id IS NULL;
+CREATE INDEX usage_hours_hour_idx ON apikey.usage_hours (hour);
+COMMENT ON TABLE apikey.usage_hours IS
+    'Usage analytics: calls and cost per key, hour (UTC) and verify code, written by the pg_apikey usage writer from the counts in shared memory. Read with apikey.key_usage and apikey.owner_usage.';
+REVOKE ALL ON TABLE apikey.usage_hours FROM PUBLIC;
+-- pg_dump keeps them: they are what invoices are made from.
+SELECT pg_catalog.pg_extension_config_dump('apikey.usage_hours', '');
+
 -- 0.3.0: refills on a schedule. A key's or owner's refill periods end at
 -- refill_anchor + k × refill_interval, each computed from the anchor (monthly periods
 -- keep their day of the month, however idle the key was). Existing keys and owners keep
@@ -350,3 +376,68 @@ COMMENT ON FUNCTION apikey.set_owner_limits(text, text, bigint, bigint, interval
 
 COMMENT ON FUNCTION apikey.get_owner_limits(text, text) IS
 'The limits shared by an owner''s keys and their state now: what is left of the quota, the next refill (the next anchored period end) and the anchor, and each rate limit''s remaining and reset_at. No row: the owner has none. Trusted callers, members whose role allows read in the organization, and a user for its own; P0002 for anyone else.';
+
+-- 0.3.0: usage analytics (apikey.usage_hours is created above).
+CREATE FUNCTION apikey.key_usage(
+	"key_id" uuid,
+	"since" timestamp with time zone DEFAULT now() - interval '30 days',
+	"until" timestamp with time zone DEFAULT now(),
+	"bucket" TEXT DEFAULT 'day'
+) RETURNS TABLE (
+	"bucket_start" timestamp with time zone,
+	"code" TEXT,
+	"calls" bigint,
+	"cost" bigint
+)
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'key_usage_wrapper';
+
+CREATE FUNCTION apikey.owner_usage(
+	"org_id" TEXT DEFAULT NULL,
+	"user_id" TEXT DEFAULT NULL,
+	"since" timestamp with time zone DEFAULT now() - interval '30 days',
+	"until" timestamp with time zone DEFAULT now(),
+	"bucket" TEXT DEFAULT 'day'
+) RETURNS TABLE (
+	"bucket_start" timestamp with time zone,
+	"key_id" uuid,
+	"code" TEXT,
+	"calls" bigint,
+	"cost" bigint
+)
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'owner_usage_wrapper';
+
+CREATE FUNCTION apikey.usage_live() RETURNS TABLE (
+	"key_id" uuid,
+	"bucket_start" timestamp with time zone,
+	"code" TEXT,
+	"calls" bigint,
+	"cost" bigint
+)
+STRICT VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'usage_live_wrapper';
+
+CREATE FUNCTION apikey.flush_usage() RETURNS bigint
+STRICT VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'flush_usage_wrapper';
+
+COMMENT ON FUNCTION apikey.key_usage(uuid, timestamptz, timestamptz, text) IS
+'Usage analytics of one key: calls and cost (of admitted calls) by bucket (hour, day or month of the session''s time zone) and verify code, for the hours from since''s hour until before until: the written hourly rows plus what is counted in memory and not yet written. Needs pg_apikey in shared_preload_libraries (else 55000). Readable by whoever may read the key (others: P0002).';
+
+COMMENT ON FUNCTION apikey.owner_usage(text, text, timestamptz, timestamptz, text) IS
+'Usage analytics of an owner''s keys (exactly one of org_id and user_id): calls and cost by bucket, key and code, written and in memory, as key_usage. Trusted callers, members whose role allows read, and a user for its own keys (others: P0002). Needs pg_apikey in shared_preload_libraries (else 55000).';
+
+COMMENT ON FUNCTION apikey.usage_live() IS
+'What this server counted in this database and has not written yet, by key, hour and code (key_id NULL: unknown keys, and the OVERFLOW counter). On a standby: everything it counted, which is never written there. Trusted callers only. Needs pg_apikey in shared_preload_libraries (else 55000).';
+
+COMMENT ON FUNCTION apikey.flush_usage() IS
+'Write the usage counts now instead of at the next apikey.usage_flush_interval: asks the background writer for a round and waits for it (at most a minute; 55000 after). Returns the number of counters of this database written. Trusted callers only; 25006 on a standby.';

@@ -19,6 +19,7 @@
 //! - [`storage`]: every SQL statement the extension runs, as cached prepared plans.
 //! - [`membership`]: organizations, members and the role-to-action mapping.
 //! - [`verify`]: `verify_api_key`, the hot path: one index probe, no SQL on the way.
+//! - [`usage`]: usage analytics — counters in shared memory, written by a background worker.
 //! - [`api`]: the other SQL-facing functions of the contract, each a plain `#[pg_extern]`.
 //!
 //! Unsafe code: every `unsafe` block says why it is sound in a `// SAFETY:` comment, and
@@ -43,6 +44,7 @@ pub mod permissions;
 pub mod rate_limits;
 pub mod settings;
 pub mod storage;
+pub mod usage;
 pub mod verify;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -62,6 +64,7 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::init();
+    usage::init();
     verify::register_invalidation();
 }
 

@@ -27,7 +27,59 @@ pub static ORG_EXISTS_FUNCTION: GucSetting<Option<CString>> =
 pub static MEMBER_ROLES_FUNCTION: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
 
+/// Usage analytics (`src/usage`): counting on or off (SUSET), and the background writer's
+/// interval and retention (SIGHUP: the writer reads them; set in postgresql.conf or by
+/// `ALTER SYSTEM` and a reload), and the size of the shared table (needs a restart).
+pub static USAGE_ANALYTICS: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static USAGE_FLUSH_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static USAGE_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(400 * 24 * 60);
+pub static USAGE_MAX_ENTRIES: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
 pub fn init() {
+    GucRegistry::define_bool_guc(
+        c"apikey.usage_analytics",
+        c"Whether verify counts calls and cost per key, hour and code in shared memory.",
+        c"Needs shared_preload_libraries = 'pg_apikey'. on: a background worker writes the counts to apikey.usage_hours, and also writes last_used_at, so a verify of a key without limits writes nothing. off: nothing is counted, and verify writes last_used_at itself.",
+        &USAGE_ANALYTICS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"apikey.usage_flush_interval",
+        c"How often the background worker writes the usage counts.",
+        c"Seconds between writes of the counts in shared memory into apikey.usage_hours (and of last_used_at). A crash loses at most the counts of one interval.",
+        &USAGE_FLUSH_INTERVAL,
+        1,
+        3600,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"apikey.usage_retention",
+        c"How long written usage counts are kept.",
+        c"Hourly rows of apikey.usage_hours older than this are deleted by the background worker when it next writes that database's counts.",
+        &USAGE_RETENTION,
+        60,
+        100 * 365 * 24 * 60,
+        GucContext::Sighup,
+        GucFlags::UNIT_MIN,
+    );
+    // A PGC_POSTMASTER parameter can only be defined while shared_preload_libraries load
+    // (PostgreSQL ends a session that defines one later): without preload it does not
+    // exist, as the table it sizes does not.
+    // SAFETY: a backend global, true only while shared_preload_libraries are loaded.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        GucRegistry::define_int_guc(
+            c"apikey.usage_max_entries",
+            c"How many (key, hour, code) counters shared memory holds.",
+            c"Each takes 64 bytes (the table has twice as many slots). When they are all in use the worker is woken to write early, and new counters go to an OVERFLOW entry until it has. Needs a restart.",
+            &USAGE_MAX_ENTRIES,
+            100,
+            1_000_000,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+    }
     GucRegistry::define_string_guc(
         c"apikey.service_role",
         c"Members of this role are trusted pg_apikey callers.",

@@ -15,7 +15,7 @@ use crate::owner::{Owner, OwnerKind};
 use crate::storage::metering;
 
 /// The owner named by exactly one of `org_id` and `user_id`; 22023 otherwise.
-fn one_owner<'a>(org_id: Option<&'a str>, user_id: Option<&'a str>) -> Owner<'a> {
+pub(super) fn one_owner<'a>(org_id: Option<&'a str>, user_id: Option<&'a str>) -> Owner<'a> {
     match (
         optional_id("org_id", org_id),
         optional_id("user_id", user_id),

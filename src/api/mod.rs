@@ -38,6 +38,7 @@ mod lifecycle;
 mod limits;
 mod orgs;
 mod outdated;
+mod usage;
 
 // ---------------------------------------------------------------- argument checks
 

@@ -26,6 +26,7 @@ mod audit;
 mod keys;
 pub mod metering;
 mod orgs;
+pub mod usage;
 
 pub use audit::*;
 pub use keys::*;
@@ -215,7 +216,7 @@ pub use pg_sys::{
     INT8ARRAYOID as INT8_ARRAY, INT8OID as INT8, INTERVALOID as INTERVAL,
     JSONBARRAYOID as JSONB_ARRAY, JSONBOID as JSONB, OIDOID as OID, TEXTARRAYOID as TEXT_ARRAY,
     TEXTOID as TEXT, TIMESTAMPTZARRAYOID as TIMESTAMPTZ_ARRAY, TIMESTAMPTZOID as TIMESTAMPTZ,
-    UUIDOID as UUID,
+    UUIDARRAYOID as UUID_ARRAY, UUIDOID as UUID,
 };
 
 /// Who performed a management action, for the audit trail.

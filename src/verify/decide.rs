@@ -42,6 +42,19 @@ impl Code {
         }
     }
 
+    /// The code's number in usage analytics ([`crate::usage::CODES`]).
+    pub fn index(self) -> u8 {
+        match self {
+            Code::Valid => 0,
+            Code::KeyNotFound => 1,
+            Code::KeyExpired => 2,
+            Code::KeyDisabled => 3,
+            Code::InsufficientPermissions => 4,
+            Code::RateLimited => 5,
+            Code::UsageExceeded => 6,
+        }
+    }
+
     /// The answer's `valid` column.
     pub fn is_valid(self) -> bool {
         self == Code::Valid

@@ -110,7 +110,15 @@ unsafe fn verify(fcinfo: pg_sys::FunctionCallInfo) -> Datum {
     // A malformed requirement is the application's bug: say so even for a bad key.
     let required = required.map(Required::check);
     let cost = cost.map_or(1, check_cost);
-    let outcome = decide(key, required.as_ref(), cost, now_tz(), probe);
+    let now = now_tz();
+    let outcome = decide(key, required.as_ref(), cost, now, probe);
+    // Usage analytics: counted in shared memory (nothing when not preloaded or off).
+    crate::usage::count(
+        outcome.key.as_ref().map(|k| k.id()),
+        outcome.code.index(),
+        if outcome.code.is_valid() { cost } else { 0 },
+        crate::backend::micros(now),
+    );
 
     // SAFETY: a blessed descriptor kept in fn_extra.
     let natts = (unsafe { (*tupdesc).natts } as usize).min(RESULT_COLUMNS);

@@ -621,6 +621,10 @@ fn settle(
 /// SERIALIZABLE either, where a row touched by another session after the snapshot would
 /// raise 40001 (the touch is left to the next verify in READ COMMITTED).
 pub(super) fn touch(k: &KeyRead, now: TimestampWithTimeZone) {
+    // With usage analytics counting, the writer sets last_used_at from the counts.
+    if crate::usage::counting() {
+        return;
+    }
     let resolution = settings::last_used_resolution_micros();
     let now_tz = pg_sys::TimestampTz::from(now);
     let touch_due = k.last_used_at().is_none_or(|t| t <= now_tz - resolution);

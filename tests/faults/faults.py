@@ -1,7 +1,8 @@
 """Fault-injection checks for pg_apikey. Run by tests/faults/run.sh, one group per process:
 
     faults.py GROUP      (crash-usage, crash-create, standby, fuzz-keys, fuzz-json,
-                          maintenance, open-txn, setters; see the header of run.sh)
+                          maintenance, open-txn, setters, usage, usage-standby; see the
+                          header of run.sh)
 
 The environment comes from run.sh: FAULTS_MAJOR, FAULTS_WORK (a directory under
 /tmp/pg_apikey_faults*), FAULTS_PORT (primary; FAULTS_PORT + 1 for a standby) and
@@ -1225,6 +1226,249 @@ def group_open_txn():
               f"answered {short(code)} after {waited:.2f} s")
 
 
+
+# ---------------------------------------------------------------- usage analytics
+
+USAGE_CONF = ("shared_preload_libraries = 'pg_apikey'\n"
+              "apikey.usage_flush_interval = 3600\n")   # rounds only when asked (or full)
+
+
+def preloaded(name, extra="", port=PORT):
+    """A fresh cluster with pg_apikey in shared_preload_libraries (and `extra` settings)."""
+    c = Cluster(name, port)
+    c.init()
+    with open(os.path.join(c.dir, "data", "postgresql.conf"), "a") as f:
+        f.write(USAGE_CONF + extra)
+    c.start()
+    with c.connect("postgres") as conn:
+        conn.execute(f"CREATE DATABASE {DB}")
+    with c.connect() as conn:
+        conn.execute("CREATE EXTENSION pg_apikey")
+        conn.execute("SELECT apikey.create_organization('o')")
+    return c
+
+
+def usage_of(conn, key_id):
+    """{code: (calls, cost)} of a key over all time, from key_usage (written + in memory)."""
+    rows = conn.execute("SELECT code, sum(calls)::bigint, sum(cost)::bigint FROM apikey.key_usage(%s, "
+                        "since => now() - interval '1 day', until => now() + interval '1 hour') GROUP BY code",
+                        (key_id,)).fetchall()
+    return {code: (calls, cost) for code, calls, cost in rows}
+
+
+def written_calls(conn):
+    return conn.execute("SELECT coalesce(sum(calls), 0)::bigint FROM apikey.usage_hours").fetchone()[0]
+
+
+def live_calls(conn):
+    return conn.execute("SELECT coalesce(sum(calls), 0)::bigint FROM apikey.usage_live()").fetchone()[0]
+
+
+def group_usage():
+    c = preloaded("usage")
+    with c.connect() as a:
+        plain_id, plain = create_key(a)
+        quota_id, quota = create_key(a, remaining=1000)
+        # 1. 8 clients, each 200 verifies: plain key (cost 1), quota key (cost 3) until it
+        # runs out (333 admitted), and a made-up key. Counted exactly, before and after the write.
+        results, errs = [], []
+
+        def client(n):
+            try:
+                with c.connect() as conn:
+                    codes = {}
+                    for i in range(200):
+                        which = (i + n) % 3
+                        key = (plain, quota, "ak_made_up_key")[which]
+                        code = conn.execute("SELECT code FROM apikey.verify_api_key(%s, cost => %s)",
+                                            (key, 3 if which == 1 else 1)).fetchone()[0]
+                        codes[code] = codes.get(code, 0) + 1
+                    results.append(codes)
+            except psycopg.Error as e:
+                errs.append(f"{e.sqlstate}: {e}")
+        threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        check(not errs and len(results) == 8, "usage: 8 clients verify without an error", f"{errs}")
+        codes = {}
+        for r in results:
+            for k, v in r.items():
+                codes[k] = codes.get(k, 0) + v
+        total = sum(codes.values())
+        check(total == 1600, "usage: 8 clients x 200 verifies answered", f"{codes}")
+        plain_calls = usage_of(a, plain_id)
+        quota_calls = usage_of(a, quota_id)
+        unknown = a.execute("SELECT coalesce(sum(calls), 0)::bigint FROM apikey.usage_live() WHERE key_id IS NULL "
+                            "AND code = 'KEY_NOT_FOUND'").fetchone()[0]
+        counted = sum(v[0] for v in plain_calls.values()) + sum(v[0] for v in quota_calls.values()) + unknown
+        check(counted == 1600 and quota_calls.get("VALID") == (333, 999) and codes["KEY_NOT_FOUND"] == unknown,
+              "usage: before any write, key_usage and usage_live count every call by code (admitted quota calls "
+              "333 x cost 3 = 999; refused ones cost nothing)",
+              f"plain {plain_calls} quota {quota_calls} unknown {unknown}")
+        written = a.execute("SELECT apikey.flush_usage()").fetchone()[0]
+        after = (usage_of(a, plain_id), usage_of(a, quota_id))
+        check(written >= 4 and after == (plain_calls, quota_calls) and live_calls(a) == 0
+              and written_calls(a) == 1600,
+              f"usage: flush_usage wrote {written} counters; the same answers from the table, nothing left in memory")
+
+        # 2. A plain verify writes nothing at all (last_used_at comes from the writer).
+        # (A transaction that writes anything gets a transaction id; this one gets none.
+        # With analytics off, the same verify writes last_used_at: it gets one.)
+        def xid_after_verify(analytics):
+            with a.transaction():
+                a.execute("SET LOCAL apikey.usage_analytics = " + analytics)
+                a.execute("SET LOCAL apikey.last_used_resolution = 0")
+                code = verify(a, plain)
+                return code, a.execute("SELECT pg_current_xact_id_if_assigned()").fetchone()[0]
+        on, off = xid_after_verify("on"), xid_after_verify("off")
+        check(on[0] == "VALID" and on[1] is None and off[1] is not None,
+              "usage: with analytics on, a plain verify writes nothing (no transaction id; off: it writes last_used_at)",
+              f"on {on}, off {off}")
+        before = a.execute("SELECT last_used_at FROM apikey.keys WHERE id = %s", (plain_id,)).fetchone()[0]
+        verify(a, plain)
+        a.execute("SELECT apikey.flush_usage()")
+        after_lu = a.execute("SELECT last_used_at FROM apikey.keys WHERE id = %s", (plain_id,)).fetchone()[0]
+        check(after_lu is not None and (before is None or after_lu > before),
+              "usage: the writer sets last_used_at from the counts", f"{before} -> {after_lu}")
+
+        # 3. A clean restart loses nothing: the counters are saved at shutdown and read back
+        # (and written by the writer's first round).
+        a.execute("SELECT apikey.flush_usage()")
+        base = written_calls(a)
+        for _ in range(25):
+            verify(a, plain)
+        check(live_calls(a) == 25, "usage: 25 calls counted in memory before a clean restart")
+    c.stop()
+    c.start()
+    with c.connect() as a:
+        kept = written_calls(a) + live_calls(a)
+        check(kept == base + 25, "usage: after a clean restart the 25 unwritten calls are kept (saved at shutdown, "
+              "read back at start)", f"written before {base}, now written + live {kept}")
+        a.execute("SELECT apikey.flush_usage()")
+        check(live_calls(a) == 0 and written_calls(a) == base + 25, "usage: ... and written")
+
+        # 4. kill -9 loses at most the counts since the last write.
+        base = written_calls(a)
+        for _ in range(40):
+            verify(a, plain)
+    c.crash()
+    c.start()
+    with c.connect() as a:
+        kept = written_calls(a) + live_calls(a)
+        check(kept == base, "usage: kill -9 lost exactly the 40 calls counted since the last write, nothing written",
+              f"written before {base}, after {kept}")
+        figure(f"usage: kill -9 after 40 unwritten verifies: {base + 40 - kept} calls lost, all of them since the last write")
+
+        # 5. Retention: rows older than apikey.usage_retention go at the next write.
+        a.execute("INSERT INTO apikey.usage_hours (key_id, hour, code, calls, cost) VALUES "
+                  "(NULL, now() - interval '500 days', 'KEY_NOT_FOUND', 7, 0), "
+                  "(NULL, now() - interval '300 days', 'KEY_NOT_FOUND', 5, 0)")
+        verify(a, plain)
+        a.execute("SELECT apikey.flush_usage()")
+        old = a.execute("SELECT count(*) FILTER (WHERE hour < now() - interval '400 days'), "
+                        "count(*) FILTER (WHERE hour < now() - interval '200 days') FROM apikey.usage_hours").fetchone()
+        check(old == (0, 1), "usage: the write deleted the row older than 400 days (the default retention) and kept the 300-day one",
+              f"{old}")
+
+        # 6. The periodic round: a shorter interval, set by reload, writes on its own.
+        a.execute("ALTER SYSTEM SET apikey.usage_flush_interval = 1")
+        a.execute("SELECT pg_reload_conf()")
+        verify(a, plain)
+        wait_until(lambda: live_calls(a) == 0, "the writer writes within apikey.usage_flush_interval", 15)
+        ok("usage: with apikey.usage_flush_interval = 1, the writer wrote the counts by itself")
+        a.execute("ALTER SYSTEM SET apikey.usage_flush_interval = 3600")
+        a.execute("SELECT pg_reload_conf()")
+        time.sleep(1.5)
+
+        # 7. DROP and CREATE EXTENSION again: the writer goes on.
+        verify(a, plain)
+        a.execute("DROP EXTENSION pg_apikey CASCADE")
+        a.execute("CREATE EXTENSION pg_apikey")
+        a.execute("SELECT apikey.create_organization('o')")
+        new_id, new = create_key(a)
+        verify(a, new)
+        written = a.execute("SELECT apikey.flush_usage()").fetchone()[0]
+        # (The old key's counter is written, or discarded if a round ran between DROP and
+        # CREATE: "pg_apikey is not installed here" in the log.)
+        # (Rounds also run when something else sets the writer's latch — a catch-up signal
+        # after DROP EXTENSION's many invalidations — so flush_usage may find less to write.)
+        check(written in (0, 1, 2) and usage_of(a, new_id) == {"VALID": (1, 1)} and live_calls(a) == 0
+              and written_calls(a) in (1, 2),
+              "usage: after DROP and CREATE EXTENSION the writer writes again", f"written {written}")
+
+        # 8. A database dropped with counters: the writer discards them and goes on.
+        a.execute("CREATE DATABASE usage_doomed")
+        with c.connect("usage_doomed") as d:
+            d.execute("CREATE EXTENSION pg_apikey")
+            d.execute("SELECT apikey.create_organization('o')")
+            _, doomed = create_key(d)
+            verify(d, doomed)
+        a.execute("DROP DATABASE usage_doomed")
+        verify(a, new)
+        a.execute("SELECT apikey.flush_usage()")
+        check(usage_of(a, new_id) == {"VALID": (2, 2)} and live_calls(a) == 0,
+              "usage: a dropped database's counters do not stop the writer")
+
+        # 9. Without room: usage_max_entries = 100 and the writer held off by the readers'
+        # lock; 150 new keys verified once each: 100 counters, the other 50 in OVERFLOW.
+        a.execute("ALTER SYSTEM SET apikey.usage_max_entries = 100")
+    c.stop()
+    c.start()
+    with c.connect() as a, c.connect() as holder:
+        keys = [create_key(a) for _ in range(150)]
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", (0x61706b79, 0x75736167))
+        for _, k in keys:
+            verify(a, k)
+        live = a.execute("SELECT count(*) FILTER (WHERE code <> 'OVERFLOW'), "
+                         "coalesce(sum(calls) FILTER (WHERE code = 'OVERFLOW'), 0) FROM apikey.usage_live()").fetchone()
+        check(live == (100, 50), "usage: with usage_max_entries = 100, 100 counters and 50 calls in OVERFLOW, none lost",
+              f"{live}")
+        wait_until(lambda: a.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
+                                     "'pg_apikey usage flush' AND wait_event_type = 'Lock'").fetchone()[0] == 1,
+                   "a full table wakes the writer (its flush waits for the lock)", 10)
+        ok("usage: the full table woke the writer at once (interval 3600 s)")
+        holder.execute("SELECT pg_advisory_unlock(%s, %s)", (0x61706b79, 0x75736167))
+        time.sleep(0.2)
+        a.execute("SELECT apikey.flush_usage()")
+        over = a.execute("SELECT calls FROM apikey.usage_hours WHERE code = 'OVERFLOW'").fetchone()
+        check(over == (50,) and live_calls(a) == 0, "usage: the OVERFLOW counter is written as a row of its own",
+              f"{over}")
+    c.stop()
+
+
+def group_usage_standby():
+    primary = preloaded("usage-primary")
+    with primary.connect() as p:
+        key_id, key = create_key(p)
+        verify(p, key)
+        p.execute("SELECT apikey.flush_usage()")
+        base = written_calls(p)
+    standby = Cluster("usage-standby", PORT + 1)
+    standby.ctl("basebackup", primary.dir, primary.port, standby.dir)
+    standby.start()
+    with standby.connect() as s, primary.connect() as p:
+        check(s.execute("SELECT pg_is_in_recovery()").fetchone()[0], "usage-standby: a hot standby, preloaded")
+        for _ in range(30):
+            verify(s, key)
+        live = s.execute("SELECT code, calls FROM apikey.usage_live()").fetchall()
+        check(live == [("VALID", 30)], "usage-standby: the standby counts its verifies in its own memory", f"{live}")
+        total = usage_of(s, key_id)
+        check(total == {"VALID": (31, 31)}, "usage-standby: key_usage there adds them to what the primary wrote",
+              f"{total}")
+        try:
+            s.execute("SELECT apikey.flush_usage()")
+            raise CheckFailed("usage-standby: flush_usage on a standby did not raise")
+        except errors.ReadOnlySqlTransaction:
+            ok("usage-standby: flush_usage on a standby raises 25006")
+        writers = s.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'pg_apikey usage%'").fetchone()[0]
+        check(writers == 0, "usage-standby: no usage writer runs on the standby")
+        time.sleep(1)
+        check(written_calls(p) == base and usage_of(p, key_id) == {"VALID": (1, 1)},
+              "usage-standby: nothing the standby counted reaches the primary's table")
+
+
 GROUPS = {
     "crash-usage": group_crash_usage,
     "crash-create": group_crash_create,
@@ -1234,6 +1478,8 @@ GROUPS = {
     "maintenance": group_maintenance,
     "open-txn": group_open_txn,
     "setters": group_setters,
+    "usage": group_usage,
+    "usage-standby": group_usage_standby,
 }
 
 if __name__ == "__main__":

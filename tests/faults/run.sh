@@ -42,6 +42,15 @@
 #   open-txn      with last_used_resolution = 0, a plain key verified in another
 #                 session's open transaction verifies VALID at once (lock_timeout 2s);
 #                 a quota verify rolled back gives the use back.
+#   usage         (usage analytics; pg_apikey in shared_preload_libraries) 8 clients x 200
+#                 verifies of a plain, a quota and a made-up key: key_usage counts every
+#                 call by code and cost, the same before and after flush_usage; a plain
+#                 verify changes no row; a clean restart keeps the unwritten counts, kill -9
+#                 loses exactly those (printed); retention deletes old rows; the periodic
+#                 round; DROP/CREATE EXTENSION and a dropped database; usage_max_entries =
+#                 100 with 150 keys: 100 counters + 50 calls in OVERFLOW, the writer woken.
+#   usage-standby a preloaded hot standby counts its verifies in memory (usage_live,
+#                 key_usage there), flush_usage raises 25006, nothing reaches the primary.
 #
 # Every check prints "fault check ok: ..."; a group stops at its first failure
 # ("fault check FAILED: ..."). The run goes on with the next group and ends with one
@@ -51,7 +60,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 HERE="$ROOT/tests/faults"
 VENV="${PGAPIKEY_FAULTS_VENV:-$PG_WHEEL_HOME/faults-venv}"
-GROUPS_ALL=(crash-usage crash-create standby fuzz-keys fuzz-json maintenance open-txn setters)
+GROUPS_ALL=(crash-usage crash-create standby fuzz-keys fuzz-json maintenance open-txn setters usage usage-standby)
 
 # Is DIR one of ours? Only such directories are ever stopped or removed.
 ours() { case "$1" in /tmp/pg_apikey_faults*) return 0 ;; *) return 1 ;; esac; }
