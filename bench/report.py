@@ -90,6 +90,27 @@ for label, wl in (("plain key, `required_permissions` object", "verify_req_objec
     w(f"| {label} | 8 | {cell('small', wl, 8)} | {ratio(m, med('small', 'select1', 8))} "
       f"| {ratio(m, med('small', 'floor', 8))} | | |")
 
+w("\n## Usage analytics (pg_apikey in shared_preload_libraries)\n")
+w("The same workloads with `apikey.usage_analytics = on` (counters in shared memory) and "
+  "`off`, interleaved in the same runs; and the background writer's write of 10,000 "
+  "counters (10,000 distinct keys verified once each, then `flush_usage()`: the round's "
+  "time and the WAL it wrote, one `INSERT … ON CONFLICT` for the batch).\n")
+w("| workload | analytics off (tps) | analytics on (tps) | on / off |")
+w("| --- | --- | --- | --- |")
+for label, off, on in (("plain key, 8 clients", "verify_plain", "verify_plain_usage"),
+                       ("metered key (quota, 2 named limits, cost 3), 8 clients", "verify_metered", "verify_metered_usage")):
+    w(f"| {label} | {cell('small', off, 8)} | {cell('small', on, 8)} | "
+      f"{ratio(med('small', on, 8), med('small', off, 8))} |")
+shm = med("usage", "usage_shmem", 1)
+entries = med("usage", "usage_max_entries", 1)
+w("")
+w("| the writer's flush of 10,000 counters | value |")
+w("| --- | --- |")
+w(f"| time (ms) | {cell('usage', 'usage_flush_10000', 1)} |")
+w(f"| WAL (bytes) | {cell('usage', 'usage_flush_10000@wal', 1)} |")
+w(f"| WAL per counter (bytes) | {med('usage', 'usage_flush_10000@wal', 1) / 10000:,.0f} |")
+w(f"| shared memory for `usage_max_entries = {entries:,.0f}` (pg_shmem_allocations) | {shm:,.0f} bytes ({shm / entries:,.0f} per entry: 64-byte slots, twice as many as entries, rounded up to a power of two; the default 10,000 takes 2 MiB) |")
+
 w("\n## WAL written per transaction (bytes, 8 clients)\n")
 w("`pg_current_wal_insert_lsn()` before and after each run, over the transactions pgbench "
   "completed (every verify in these workloads is admitted). Reads write none.\n")
@@ -171,6 +192,10 @@ r = med("small", "verify_hot@wal", 8) / med("small", "verify_quota@wal", 8)
 target("WAL bytes per admitted verify, one hot key (budget slots) vs distinct quota keys", r, r <= 1.2)
 r = med("small", "verify_metered_owner_async", 8) / med("small", "verify_metered_owner", 8)
 target("owner limits with `usage_synchronous_commit = off` vs the same with the default (`on`)", r, None)
+r = med("small", "verify_plain_usage", 8) / med("small", "verify_plain", 8)
+target("plain verify, 8 clients, usage analytics on ≥ 0.95 × off", r, r >= 0.95)
+r = med("small", "verify_metered_usage", 8) / med("small", "verify_metered", 8)
+target("metered verify, 8 clients, usage analytics on vs off (unchanged within noise)", r, None)
 r = med("small", "verify_garbage_imported", 8) / med("small", "floor_garbage_imported", 8)
 target("garbage key with imported keys in use vs floor query on garbage keys, same runs", r, None)
 r = med("small", "verify_garbage_imported", 8) / med("small", "select1_imported", 8)

@@ -25,6 +25,17 @@ use_major "${PGAPIKEY_BENCH_MAJOR:-15}"
 install_extension release
 stop_cluster "$BENCH_DIR"
 rm -rf "$BENCH_DIR"
+init_cluster "$BENCH_DIR"
+# Preloaded (usage analytics needs it), with analytics off for every workload but the
+# *_usage ones, which turn it on (PGOPTIONS): both measured in the same runs. The writer
+# runs only when asked, so that its writes fall in the usage_flush step, not in a workload
+# (and the table holds the step's 10,000 counters without filling, which would wake it).
+cat >>"$BENCH_DIR/data/postgresql.conf" <<'CONF'
+shared_preload_libraries = 'pg_apikey'
+apikey.usage_analytics = off
+apikey.usage_flush_interval = 3600
+apikey.usage_max_entries = 20000
+CONF
 start_cluster "$BENCH_DIR" "$PORT"
 mkdir -p "$SCRIPTS"
 
@@ -94,6 +105,28 @@ inproc() {
     printf '  %-28s run %s: %s ns\n' "inproc_$what" "$run" "$ns" >&2
 }
 
+# The usage writer's write of 10,000 counters in one flush: 10,000 distinct keys verified
+# once each with analytics on, then flush_usage(): its time and the WAL it wrote.
+usage_flush() {
+    local run="$1" out ms wal n
+    [[ -z "${BENCH_ONLY:-}" || "usage_flush" =~ ^($BENCH_ONLY)$ ]] || return 0
+    # (What the *_usage workloads counted is written first.)
+    psql_b -d "$DB" -c "SELECT apikey.flush_usage()" -c "SET apikey.usage_analytics = on" \
+        -c "SELECT count(*) FILTER (WHERE code = 'VALID') FROM (SELECT (SELECT code FROM apikey.verify_api_key(key)) AS code FROM bench.usage_keys OFFSET 0) v" >/dev/null
+    out=$(psql_b -d "$DB" -At -F ' ' -c "SELECT pg_current_wal_insert_lsn(), clock_timestamp()" \
+        -c "SELECT apikey.flush_usage()" -c "SELECT pg_current_wal_insert_lsn(), clock_timestamp()")
+    read -r lsn0 t0a t0b <<<"$(sed -n 1p <<<"$out")"
+    n=$(sed -n 2p <<<"$out")
+    read -r lsn1 t1a t1b <<<"$(sed -n 3p <<<"$out")"
+    # (Another round may have written some before flush_usage asked: then fewer.)
+    [ "$n" -gt 9000 ] || { echo "usage_flush wrote $n counters, not 10000" >&2; exit 1; }
+    ms=$(psql_b -d "$DB" -At -c "SELECT round(extract(epoch FROM '$t1a $t1b'::timestamptz - '$t0a $t0b'::timestamptz) * 1000, 1)")
+    wal=$(psql_b -d "$DB" -At -c "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')")
+    printf 'usage\tusage_flush_10000\t1\t%s\t%s\tms\n' "$run" "$ms" >> "$RESULTS"
+    printf 'usage\tusage_flush_10000@wal\t1\t%s\t%s\tbytes\n' "$run" "$wal" >> "$RESULTS"
+    printf '  %-28s run %s: %s ms, %s WAL bytes\n' "usage_flush_10000" "$run" "$ms" "$wal" >&2
+}
+
 bulk() {
     local what="$1" run="$2" rate
     [[ -z "${BENCH_ONLY:-}" || "bulk_$what" =~ ^($BENCH_ONLY)$ ]] || return 0
@@ -124,6 +157,8 @@ for run in $(seq 1 "$RUNS"); do
     BENCH_PGOPTIONS="-c apikey.usage_synchronous_commit=off" bench verify_metered_owner_async verify_metered_owner 8 "$run" small
     bench verify_req_object verify_req_object 8 "$run" small
     bench verify_req_query verify_req_query 8 "$run" small
+    BENCH_PGOPTIONS="-c apikey.usage_analytics=on" bench verify_plain_usage verify_plain 8 "$run" small
+    BENCH_PGOPTIONS="-c apikey.usage_analytics=on" bench verify_metered_usage verify_metered 8 "$run" small
     bench verify_garbage verify_garbage 8 "$run" small
     bench floor_garbage floor_garbage 8 "$run" small
     bench diy_garbage diy_garbage 8 "$run" small
@@ -156,6 +191,16 @@ if [ -z "${BENCH_ONLY:-}" ]; then
         inproc floor "$run" big
     done
 fi
+
+log "usage analytics: the writer's flush of 10,000 counters"
+psql_b -d "$DB" -c "CREATE TABLE bench.usage_keys (key text)" >/dev/null
+psql_b -d "$DB" -c "INSERT INTO bench.usage_keys SELECT k.key FROM generate_series(1, 10000) g, LATERAL apikey.create_api_key(org_id => 'bench', name => 'usage-' || g) k" >/dev/null
+for run in $(seq 1 "$RUNS"); do
+    usage_flush "$run"
+done
+SHMEM=$(psql_b -d "$DB" -At -c "SELECT size FROM pg_shmem_allocations WHERE name = 'pg_apikey usage counters'")
+printf 'usage\tusage_shmem\t1\t1\t%s\tbytes\n' "$SHMEM" >> "$RESULTS"
+printf 'usage\tusage_max_entries\t1\t1\t%s\tentries\n' "$(psql_b -d "$DB" -At -c "SHOW apikey.usage_max_entries")" >> "$RESULTS"
 
 log "bulk provisioning"
 for run in $(seq 1 "$RUNS"); do

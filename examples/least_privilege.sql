@@ -46,3 +46,11 @@ GRANT EXECUTE ON FUNCTION
     apikey.create_api_key, apikey.list_api_keys, apikey.get_api_key, apikey.update_api_key,
     apikey.rotate_api_key, apikey.revoke_api_key, apikey.current_identity
   TO app_members;
+-- 0.3.0 and later: usage analytics, for members whose role allows read (the functions
+-- check that, as for the keys). Functions that an update adds are executable by PUBLIC,
+-- as at CREATE EXTENSION: run this file again after ALTER EXTENSION pg_apikey UPDATE.
+DO $$ BEGIN
+    IF pg_catalog.to_regproc('apikey.key_usage') IS NOT NULL THEN
+        GRANT EXECUTE ON FUNCTION apikey.key_usage, apikey.owner_usage TO app_members;
+    END IF;
+END $$;

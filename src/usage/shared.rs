@@ -49,6 +49,9 @@ pub struct Slot {
     last_at: AtomicI64,
 }
 
+// The layout the docs state (docs/usage-analytics.md, "Memory").
+const _: () = assert!(std::mem::size_of::<Slot>() == 64);
+
 /// What the writer of one database reported last: for `flush_usage`'s answer.
 #[repr(C)]
 struct DbResult {

@@ -223,6 +223,8 @@ if [ "${#newer[@]}" -gt 0 ]; then
     ok "pg_dump and pg_restore of a database with the least-privilege recipe: its key and privileges restored"
     grep -q "budget slots as made: true" "$WORK/moved.before" || fail "slots.sql: the budget slots and totals made before pg_upgrade"
     ok "a key's quota and an organization's spread over budget slots before pg_upgrade, totals 7 and 97"
+    grep -q "usage rows as made: true" "$WORK/moved.before" || fail "slots.sql: the usage rows made before pg_upgrade"
+    ok "three hourly usage rows (1,257 calls) before pg_upgrade"
     # Debian's 15.18 marks every column with an option that the newer majors' pg_dump
     # copies and their servers refuse (see strip_attver.sql); take it out first.
     for db in $(psql_at "$old" "$PORT" -d postgres -At -c "SELECT datname FROM pg_database WHERE datallowconn"); do
@@ -247,7 +249,7 @@ if [ "${#newer[@]}" -gt 0 ]; then
         ok "pg_upgrade from PostgreSQL $old_major to $major"
         start "$new" "$PORT"
         psql_at "$new" "$PORT" -d moved -f "$HERE/answers.sql" -f "$HERE/listing.sql" -f "$HERE/slots_check.sql" >"$WORK/moved.after-pg$major"
-        same_output "PostgreSQL $major after pg_upgrade: keys, members, role actions, settings, audit trail and budget slots as on $old_major" \
+        same_output "PostgreSQL $major after pg_upgrade: keys, members, role actions, settings, audit trail, budget slots and usage rows as on $old_major" \
             "$WORK/moved.before" "$WORK/moved.after-pg$major"
         run_checks "$new" "$PORT" moved
         same_schema "pg_upgrade to PostgreSQL $major" "$new" "$PORT" moved

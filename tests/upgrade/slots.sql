@@ -19,3 +19,12 @@ SELECT count(*) FILTER (WHERE v.valid) AS admitted
 UPDATE apikey.owner_limits SET remaining = remaining - 40 WHERE owner_kind = 'org' AND owner_id = 'slotted';
 INSERT INTO apikey.owner_slots (owner_kind, owner_id, slot, quota, windows, by_cost, due_at, used_at)
 SELECT 'org', 'slotted', g, 20, '{}', '{}', NULL, now() FROM generate_series(0, 1) g;
+-- Usage analytics (0.3.0): hourly rows as the usage writer leaves them (this cluster does
+-- not preload the library, so they are written here as the writer would), kept by pg_upgrade.
+INSERT INTO apikey.usage_hours (key_id, org_id, user_id, hour, code, calls, cost)
+SELECT k.key_id, 'slotted', NULL, timestamptz '2026-11-30 23:00+00', c.code, c.calls, c.cost
+  FROM public.upgrade_keys k,
+       (VALUES ('VALID', 1200, 3600), ('RATE_LIMITED', 17, 0)) AS c (code, calls, cost)
+ WHERE k.label = 'owner_slotted'
+UNION ALL
+SELECT NULL, NULL, NULL, timestamptz '2026-12-01 00:00+00', 'KEY_NOT_FOUND', 40, 0;

@@ -15,3 +15,11 @@ SELECT 'budget slots as made: ' || ((SELECT count(*) FROM apikey.key_slots) = 2
           WHERE k.label = 'quota_part_spent') = 7
     AND (SELECT remaining FROM apikey.get_owner_limits(org_id => 'slotted')) = 97)::text;
 \pset tuples_only off
+-- The usage rows, compared before and after pg_upgrade.
+SELECT u.label, h.hour AT TIME ZONE 'UTC' AS hour_utc, h.code, h.calls, h.cost
+  FROM apikey.usage_hours h LEFT JOIN public.upgrade_keys u ON u.key_id = h.key_id
+ ORDER BY h.hour, h.code;
+\pset tuples_only on
+SELECT 'usage rows as made: ' || ((SELECT count(*) FROM apikey.usage_hours) = 3
+    AND (SELECT sum(calls) FROM apikey.usage_hours) = 1257)::text;
+\pset tuples_only off

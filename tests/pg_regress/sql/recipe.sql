@@ -37,6 +37,15 @@ SELECT apikey.get_owner_limits(org_id => 'recipe');
 \echo :LAST_ERROR_SQLSTATE
 SELECT apikey.set_owner_limits(org_id => 'recipe', remaining => 1);
 \echo :LAST_ERROR_SQLSTATE
+-- ... nor usage: key_usage, owner_usage, usage_live, flush_usage.
+SELECT apikey.key_usage(:'rid');
+\echo :LAST_ERROR_SQLSTATE
+SELECT apikey.owner_usage(org_id => 'recipe');
+\echo :LAST_ERROR_SQLSTATE
+SELECT apikey.usage_live();
+\echo :LAST_ERROR_SQLSTATE
+SELECT apikey.flush_usage();
+\echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 
 -- The provisioning role: organization keys with no user, limits, and the key's life.
@@ -59,6 +68,10 @@ SET LOCAL ROLE regress_recipe_web;
 SELECT set_config('request.jwt.claims', '{"sub": "user-7"}', true) IS NOT NULL AS claims;
 SELECT org_id, name FROM apikey.create_api_key(org_id => 'recipe', name => 'by a member');
 SELECT count(*) AS listed FROM apikey.list_api_keys('recipe');
+-- Usage is granted to members (this cluster does not preload the library: 55000, not 42501).
+SAVEPOINT usage;
+SELECT apikey.owner_usage(org_id => 'recipe');
+ROLLBACK TO usage;
 -- ... but not the limits, which the recipe keeps for the service role.
 SELECT apikey.set_owner_limits(org_id => 'recipe', remaining => 1);
 ROLLBACK;
