@@ -145,6 +145,8 @@ for run in $(seq 1 "$RUNS"); do
         bench verify_plain verify_plain "$c" "$run" small
         bench diy_plain diy_plain "$c" "$run" small
     done
+    # Usage analytics on, right after its baseline (off) of the same run.
+    BENCH_PGOPTIONS="-c apikey.usage_analytics=on" bench verify_plain_usage verify_plain 8 "$run" small
     bench verify_quota verify_quota 8 "$run" small
     bench diy_quota diy_quota 8 "$run" small
     bench verify_hot verify_hot 8 "$run" small
@@ -153,12 +155,11 @@ for run in $(seq 1 "$RUNS"); do
     bench verify_rate verify_rate 8 "$run" small
     bench diy_rate diy_rate 8 "$run" small
     bench verify_metered verify_metered 8 "$run" small
+    BENCH_PGOPTIONS="-c apikey.usage_analytics=on" bench verify_metered_usage verify_metered 8 "$run" small
     bench verify_metered_owner verify_metered_owner 8 "$run" small
     BENCH_PGOPTIONS="-c apikey.usage_synchronous_commit=off" bench verify_metered_owner_async verify_metered_owner 8 "$run" small
     bench verify_req_object verify_req_object 8 "$run" small
     bench verify_req_query verify_req_query 8 "$run" small
-    BENCH_PGOPTIONS="-c apikey.usage_analytics=on" bench verify_plain_usage verify_plain 8 "$run" small
-    BENCH_PGOPTIONS="-c apikey.usage_analytics=on" bench verify_metered_usage verify_metered 8 "$run" small
     bench verify_garbage verify_garbage 8 "$run" small
     bench floor_garbage floor_garbage 8 "$run" small
     bench diy_garbage diy_garbage 8 "$run" small

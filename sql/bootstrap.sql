@@ -212,6 +212,35 @@ CREATE INDEX audit_log_key_id_idx ON apikey.audit_log (key_id);
 COMMENT ON TABLE apikey.audit_log IS
     'Management actions on organizations, members and keys. Read through apikey.list_audit_events.';
 
+-- 0.3.0: key events. Each action on a key that an application caching verify answers
+-- must hear of is announced on channel apikey_events when its transaction commits
+-- (NOTIFY is transactional: nothing for a rollback): the audit row's action (an update
+-- that disables the key: key_disabled), the key's id and owner, and the audit row's id,
+-- from which an application that missed some (NOTIFY reaches only the sessions that
+-- listen at commit) reads the audit trail. Never the key or its digest.
+CREATE FUNCTION apikey.announce_key_event() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    PERFORM pg_catalog.pg_notify('apikey_events', pg_catalog.jsonb_build_object(
+        'event', CASE WHEN NEW.action OPERATOR(pg_catalog.=) 'key_updated'
+                       AND NEW.details OPERATOR(pg_catalog.#>) '{changes,enabled}'
+                           OPERATOR(pg_catalog.=) 'false'::jsonb
+                      THEN 'key_disabled' ELSE NEW.action END,
+        'key_id', NEW.key_id,
+        'org_id', NEW.details OPERATOR(pg_catalog.#>>) '{key,org_id}',
+        'user_id', NEW.details OPERATOR(pg_catalog.#>>) '{key,user_id}',
+        'audit_id', NEW.id)::text);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER key_events AFTER INSERT ON apikey.audit_log
+    FOR EACH ROW
+    WHEN (NEW.key_id IS NOT NULL AND NEW.action OPERATOR(pg_catalog.=) ANY
+          ('{key_exposed,key_revoked,key_updated,key_deleted,key_rotated}'::text[]))
+    EXECUTE FUNCTION apikey.announce_key_event();
+
 -- Closed to everyone but the owner: all access goes through the functions.
 REVOKE ALL ON TABLE apikey.organizations, apikey.member_role_actions, apikey.members, apikey.keys,
     apikey.audit_log, apikey.owner_limits FROM PUBLIC;

@@ -98,3 +98,9 @@ COMMENT ON FUNCTION apikey.usage_live() IS
 
 COMMENT ON FUNCTION apikey.flush_usage() IS
 'Write the usage counts now instead of at the next apikey.usage_flush_interval: asks the background writer for a round and waits for it (at most a minute; 55000 after). Returns the number of counters of this database written. Trusted callers only; 25006 on a standby.';
+
+COMMENT ON FUNCTION apikey.report_exposed_keys(jsonb, text) IS
+'Take a secret scanner''s report of leaked keys (the JSON array GitHub''s secret scanning partner program posts: [{"token", "type", "url", "source"}], at most 1000) and answer GitHub''s feedback rows: token_hash (hex SHA-256 of the token), token_type (as reported), label (true_positive for a key of this database: its checksum holds and its digest is found, or an imported key; else false_positive, decided by the checksum alone where it fails). action (revoke, disable or none) applies to true positives not already revoked; each is audited as key_exposed (with url and source) and announced on channel apikey_events. Trusted callers only; 22023 naming the malformed element.';
+
+COMMENT ON FUNCTION apikey.announce_key_event() IS
+'Trigger of apikey.audit_log: announces key_exposed, key_revoked, key_disabled, key_updated, key_deleted and key_rotated on channel apikey_events when the transaction commits, as {"event", "key_id", "org_id", "user_id", "audit_id"} (never the key). Not for calling directly.';

@@ -377,6 +377,35 @@ COMMENT ON FUNCTION apikey.set_owner_limits(text, text, bigint, bigint, interval
 COMMENT ON FUNCTION apikey.get_owner_limits(text, text) IS
 'The limits shared by an owner''s keys and their state now: what is left of the quota, the next refill (the next anchored period end) and the anchor, and each rate limit''s remaining and reset_at. No row: the owner has none. Trusted callers, members whose role allows read in the organization, and a user for its own; P0002 for anyone else.';
 
+-- 0.3.0: key events. Each action on a key that an application caching verify answers
+-- must hear of is announced on channel apikey_events when its transaction commits
+-- (NOTIFY is transactional: nothing for a rollback): the audit row's action (an update
+-- that disables the key: key_disabled), the key's id and owner, and the audit row's id,
+-- from which an application that missed some (NOTIFY reaches only the sessions that
+-- listen at commit) reads the audit trail. Never the key or its digest.
+CREATE FUNCTION apikey.announce_key_event() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    PERFORM pg_catalog.pg_notify('apikey_events', pg_catalog.jsonb_build_object(
+        'event', CASE WHEN NEW.action OPERATOR(pg_catalog.=) 'key_updated'
+                       AND NEW.details OPERATOR(pg_catalog.#>) '{changes,enabled}'
+                           OPERATOR(pg_catalog.=) 'false'::jsonb
+                      THEN 'key_disabled' ELSE NEW.action END,
+        'key_id', NEW.key_id,
+        'org_id', NEW.details OPERATOR(pg_catalog.#>>) '{key,org_id}',
+        'user_id', NEW.details OPERATOR(pg_catalog.#>>) '{key,user_id}',
+        'audit_id', NEW.id)::text);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER key_events AFTER INSERT ON apikey.audit_log
+    FOR EACH ROW
+    WHEN (NEW.key_id IS NOT NULL AND NEW.action OPERATOR(pg_catalog.=) ANY
+          ('{key_exposed,key_revoked,key_updated,key_deleted,key_rotated}'::text[]))
+    EXECUTE FUNCTION apikey.announce_key_event();
+
 -- 0.3.0: usage analytics (apikey.usage_hours is created above).
 CREATE FUNCTION apikey.key_usage(
 	"key_id" uuid,
@@ -441,3 +470,23 @@ COMMENT ON FUNCTION apikey.usage_live() IS
 
 COMMENT ON FUNCTION apikey.flush_usage() IS
 'Write the usage counts now instead of at the next apikey.usage_flush_interval: asks the background writer for a round and waits for it (at most a minute; 55000 after). Returns the number of counters of this database written. Trusted callers only; 25006 on a standby.';
+
+-- 0.3.0: leaked keys (the key events' trigger is created above).
+CREATE FUNCTION apikey.report_exposed_keys(
+	"reports" jsonb,
+	"action" TEXT DEFAULT 'revoke'
+) RETURNS TABLE (
+	"token_hash" TEXT,
+	"token_type" TEXT,
+	"label" TEXT
+)
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'report_exposed_keys_wrapper';
+
+COMMENT ON FUNCTION apikey.report_exposed_keys(jsonb, text) IS
+'Take a secret scanner''s report of leaked keys (the JSON array GitHub''s secret scanning partner program posts: [{"token", "type", "url", "source"}], at most 1000) and answer GitHub''s feedback rows: token_hash (hex SHA-256 of the token), token_type (as reported), label (true_positive for a key of this database: its checksum holds and its digest is found, or an imported key; else false_positive, decided by the checksum alone where it fails). action (revoke, disable or none) applies to true positives not already revoked; each is audited as key_exposed (with url and source) and announced on channel apikey_events. Trusted callers only; 22023 naming the malformed element.';
+
+COMMENT ON FUNCTION apikey.announce_key_event() IS
+'Trigger of apikey.audit_log: announces key_exposed, key_revoked, key_disabled, key_updated, key_deleted and key_rotated on channel apikey_events when the transaction commits, as {"event", "key_id", "org_id", "user_id", "audit_id"} (never the key). Not for calling directly.';

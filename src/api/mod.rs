@@ -32,6 +32,7 @@ use crate::settings;
 use crate::storage;
 
 mod audit;
+mod exposed;
 mod import;
 mod keys;
 mod lifecycle;

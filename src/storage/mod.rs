@@ -23,6 +23,7 @@ use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiHeapTupleData, SpiTupleTab
 use pgrx::{pg_sys, PgOid};
 
 mod audit;
+pub mod exposed;
 mod keys;
 pub mod metering;
 mod orgs;

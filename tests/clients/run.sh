@@ -13,7 +13,7 @@
 # a Python virtual environment (PGAPIKEY_CLIENTS_VENV, default /opt/pg_apikey/clients-venv)
 # with the pinned psycopg, `npm ci` from the committed package-lock.json, and the Rust
 # example built with cargo --locked into target/client-examples.
-# Ports 28980 (PostgreSQL), 28981 (PgBouncer), 28982-28984 (the examples' HTTP servers);
+# Ports 28980 (PostgreSQL), 28981 (PgBouncer), 28982-28985 (the examples' HTTP servers);
 # data and logs under /tmp/pg_apikey_clients, compiled Java classes in /tmp/pg_apikey_clients-build.
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 use_major 15
@@ -26,6 +26,7 @@ BOUNCER_PORT=28981
 DB=apikey_clients
 VENV="${PGAPIKEY_CLIENTS_VENV:-/opt/pg_apikey/clients-venv}"
 EXAMPLES="$ROOT/examples/clients"
+SCANNING="$ROOT/examples/secret_scanning"
 RUST_TARGET="$ROOT/target/client-examples"
 JAVA_CLASSES="$BASE-build/java-classes"
 JDBC_JAR=/usr/share/java/postgresql.jar
@@ -50,14 +51,17 @@ ensure_debian() {
 }
 
 ensure_python() {
-    local req="$EXAMPLES/python/requirements.txt"
-    if [ -x "$VENV/bin/python" ] && cmp -s "$req" "$VENV/.requirements"; then return; fi
-    log "installing the Python example's requirements into $VENV"
+    # The Python example's and the secret-scanning handler's (examples/secret_scanning).
+    local want
+    want="$(cat "$EXAMPLES/python/requirements.txt" "$SCANNING/requirements.txt")"
+    if [ -x "$VENV/bin/python" ] && [ "$want" = "$(cat "$VENV/.requirements" 2>/dev/null)" ]; then return; fi
+    log "installing the Python example's and the secret-scanning handler's requirements into $VENV"
     rm -rf "$VENV"
     as_root mkdir -p "$(dirname "$VENV")"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req"
-    cp "$req" "$VENV/.requirements"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$EXAMPLES/python/requirements.txt" \
+        -r "$SCANNING/requirements.txt"
+    printf '%s' "$want" >"$VENV/.requirements"
 }
 
 ensure_node() {
@@ -297,6 +301,13 @@ snippet_check() {
     return "$SNIPPET_FAILED"
 }
 
+# The secret-scanning handler (examples/secret_scanning/github_handler.py) and its test,
+# as the service role: signed reports in, GitHub's feedback out; bad signatures refused.
+scanning_check() {
+    (cd "$SCANNING" && env APIKEY_DSN="host=127.0.0.1 port=$PG_PORT dbname=$DB user=clients_service" \
+        timeout 60 "$VENV/bin/python" test_github_handler.py 28985)
+}
+
 case "${1:-}" in
     stop)
         stop_all
@@ -346,6 +357,8 @@ if documented_facts; then passed=$((passed + 1)); else failed=$((failed + 1)); f
 if [[ " ${CLIENTS[*]} " == *" python "* ]]; then
     log "the psycopg snippet of docs/application-developers.md, as the untrusted role"
     if snippet_check; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=(snippet); fi
+    log "the secret-scanning handler (examples/secret_scanning), signed with a key pair made here"
+    if scanning_check; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=(secret-scanning); fi
 fi
 
 log "figures (one connection each; a 2-core machine, shared; pg_apikey $(lib_kind))"
