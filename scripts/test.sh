@@ -12,7 +12,7 @@
 # Exits non-zero as soon as a layer fails. Safe to re-run.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-LAYERS=(lint pgtest regress isolation integration faults clients better-auth upgrade)
+LAYERS=(lint pgtest regress isolation integration faults clients better-auth upgrade packages)
 
 usage() {
     cat <<'USAGE'
@@ -35,11 +35,14 @@ LAYER, one of:
   integration   tests/integration, several roles over real connections; NAME…: filters
   faults        tests/faults (kill -9, standby, fuzz, maintenance, open transactions),
                 on 15 and 18; NAME: one group (crash-usage, crash-create, standby,
-                fuzz-keys, fuzz-json, maintenance, open-txn)
+                fuzz-keys, fuzz-json, maintenance, open-txn, setters, usage, usage-standby)
   clients       tests/clients: the Python, Node, Rust and Java examples, directly and
                 through PgBouncer, on 15; NAME…: only these clients
   better-auth   tests/better_auth: keys made by better-auth, imported and verified, on 15
   upgrade       tests/upgrade: ALTER EXTENSION UPDATE from every release, pg_upgrade
+  packages      scripts/package.sh (release .deb for 15, tarballs for 15, 16, 18), then
+                tests/packages: the .deb with dpkg -i/-r on 15, the 18 tarball through
+                extension_control_path, pg_regress on each
 
 MAJOR: 15, 16 or 18 (default, or "all": every major the layer runs on).
 
@@ -100,6 +103,7 @@ count() {
         clients) grep -Ec '^client check ok: ' "$file" || true ;;
         better-auth) grep -Ec '^better-auth check ok: ' "$file" || true ;;
         upgrade) grep -Ec '^upgrade check ok: ' "$file" || true ;;
+        packages) grep -Ec '^package check ok: |^(ok|test) .*[. ] ok |^ok [0-9]+ +- ' "$file" || true ;;
     esac
 }
 
@@ -321,6 +325,11 @@ run() {
             for major in "${ALL_MAJORS[@]}"; do install_for "$major"; done
             log "upgrade tests (tests/upgrade/run.sh)"
             run_layer upgrade all "$ROOT/tests/upgrade/run.sh" ;;
+        packages)
+            # Builds the release packages (scripts/package.sh) and installs them; puts the
+            # development build back afterwards.
+            log "release packages (scripts/package.sh, tests/packages/run.sh)"
+            run_layer packages all "$ROOT/tests/packages/run.sh" ;;
         *)
             for major in $(majors_of "$layer"); do run_major "$layer" "$major"; done ;;
     esac
@@ -363,7 +372,7 @@ if [ "$LAYER" = all ]; then
         run_layer integration "$major" integration "$major"
         release_cluster
     done
-    for layer in faults clients better-auth upgrade; do run "$layer"; done
+    for layer in faults clients better-auth upgrade packages; do run "$layer"; done
 else
     run "$LAYER"
 fi
