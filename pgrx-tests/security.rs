@@ -63,7 +63,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             config.as_deref(),
-            Some("apikey.audit_log,apikey.audit_log_id_seq,apikey.key_slots,apikey.keys,apikey.member_role_actions,apikey.members,apikey.organizations,apikey.owner_limits,apikey.owner_slots")
+            Some("apikey.audit_log,apikey.audit_log_id_seq,apikey.key_slots,apikey.keys,apikey.member_role_actions,apikey.members,apikey.organizations,apikey.owner_limits,apikey.owner_slots,apikey.usage_hours")
         );
     }
 
