@@ -14,6 +14,7 @@ use pgrx::Uuid;
 use crate::caller::Caller;
 use crate::error;
 use crate::membership;
+use crate::owner::{Owner, OwnerKind};
 use crate::settings;
 use crate::storage::{self, KeyRow};
 
@@ -275,6 +276,27 @@ pub fn authorize_audit_read(caller: &Caller, org_id: Option<&str>) {
 /// Whether an ordinary caller's identity may perform `action` on `org_id`'s keys.
 pub fn identity_may(org_id: &str, identity: &str, action: Action) -> bool {
     storage::roles_allow(&membership::member_roles(org_id, identity), action.as_str())
+}
+
+/// Reading what belongs to an owner (its limits, its keys' usage): trusted callers, members
+/// whose role allows `read` in the organization, a user for itself; P0002 ("no `what`
+/// visible", `hint`) for anyone else, and for an unknown organization asked by a trusted
+/// caller.
+pub fn authorize_owner_read(caller: &Caller, owner: Owner<'_>, what: &str, hint: &str) {
+    let visible = match owner.kind {
+        _ if caller.trusted => true,
+        OwnerKind::Org => caller_may(caller, owner.id, Action::Read),
+        OwnerKind::User => caller.identity.as_deref() == Some(owner.id),
+    };
+    if !visible {
+        error::not_found(
+            format!("no {what} visible for {} \"{}\"", owner.kind, owner.id),
+            hint,
+        );
+    }
+    if caller.trusted && owner.kind == OwnerKind::Org {
+        require_org(owner.id);
+    }
 }
 
 /// Whether the caller may perform `action` on `org_id`'s keys: trusted callers always.

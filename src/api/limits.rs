@@ -4,7 +4,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use super::optional_id;
-use crate::authz::{self, Action};
+use crate::authz;
 use crate::backend::{micros, now_tz, timestamp};
 use crate::caller::{as_owner, Caller};
 use crate::error;
@@ -14,8 +14,17 @@ use crate::meter::report::{describe, Scope};
 use crate::owner::{Owner, OwnerKind};
 use crate::storage::metering;
 
-/// The owner named by exactly one of `org_id` and `user_id`; 22023 otherwise.
-pub(super) fn one_owner<'a>(org_id: Option<&'a str>, user_id: Option<&'a str>) -> Owner<'a> {
+/// What an organization names in the owner functions of this file.
+const LIMITS: &str = "limits shared by its keys";
+
+/// The owner named by exactly one of `org_id` and `user_id`; 22023 otherwise, with a hint
+/// that says what an organization's owner stands for here (`for_org`, e.g. "limits shared
+/// by its keys").
+pub(super) fn one_owner<'a>(
+    org_id: Option<&'a str>,
+    user_id: Option<&'a str>,
+    for_org: &str,
+) -> Owner<'a> {
     match (
         optional_id("org_id", org_id),
         optional_id("user_id", user_id),
@@ -24,7 +33,7 @@ pub(super) fn one_owner<'a>(org_id: Option<&'a str>, user_id: Option<&'a str>) -
         (None, Some(user)) => Owner::user(user),
         _ => error::bad_arg(
             "name exactly one owner: org_id or user_id",
-            "Pass org_id => '<organization>' for limits shared by its keys, or user_id => '<user>' for a user's own keys.",
+            format!("Pass org_id => '<organization>' for {for_org}, or user_id => '<user>' for a user's own keys."),
         ),
     }
 }
@@ -56,7 +65,7 @@ fn set_owner_limits_030(
     };
     let caller = Caller::current();
     caller.require_trusted("set_owner_limits");
-    let owner = one_owner(org_id, user_id);
+    let owner = one_owner(org_id, user_id, LIMITS);
     // The same checks as a key's settings of the same names.
     limits.validate_values();
     limits.validate_pairs();
@@ -106,23 +115,15 @@ fn get_owner_limits(
     ),
 > {
     let caller = Caller::current();
-    let owner = one_owner(org_id, user_id);
+    let owner = one_owner(org_id, user_id, LIMITS);
     let now = now_tz();
     let found = as_owner(|| {
-        let visible = match owner.kind {
-            _ if caller.trusted => true,
-            OwnerKind::Org => authz::caller_may(&caller, owner.id, Action::Read),
-            OwnerKind::User => caller.identity.as_deref() == Some(owner.id),
-        };
-        if !visible {
-            error::not_found(
-                format!("no limits visible for {} \"{}\"", owner.kind, owner.id),
-                "Trusted callers, and members whose role allows read, see an organization's limits; a user sees its own.",
-            );
-        }
-        if caller.trusted && owner.kind == OwnerKind::Org {
-            authz::require_org(owner.id);
-        }
+        authz::authorize_owner_read(
+            &caller,
+            owner,
+            "limits",
+            "Trusted callers, and members whose role allows read, see an organization's limits; a user sees its own.",
+        );
         metering::owner_meter(owner, now, metering::Lock::No, metering::Schema::Current)
     });
     let Some(o) = found else {

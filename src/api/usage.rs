@@ -119,29 +119,15 @@ fn owner_usage(
 > {
     require_analytics("apikey.owner_usage");
     let caller = Caller::current();
-    if org_id.is_some() == user_id.is_some() {
-        error::bad_arg(
-            "name exactly one owner: org_id or user_id",
-            "Pass org_id => '<organization>' for the usage of its keys, or user_id => '<user>' for a user's own keys.",
-        );
-    }
-    let owner = one_owner(org_id, user_id);
+    let owner = one_owner(org_id, user_id, "the usage of its keys");
     let (since, until, bucket) = check_range(since, until, bucket);
     let rows: Vec<UsageRow> = as_owner(|| {
-        let visible = match owner.kind {
-            _ if caller.trusted => true,
-            OwnerKind::Org => authz::caller_may(&caller, owner.id, Action::Read),
-            OwnerKind::User => caller.identity.as_deref() == Some(owner.id),
-        };
-        if !visible {
-            error::not_found(
-                format!("no usage visible for {} \"{}\"", owner.kind, owner.id),
-                "Trusted callers, and members whose role allows read, see an organization's usage; a user sees its own keys'.",
-            );
-        }
-        if caller.trusted && owner.kind == OwnerKind::Org {
-            authz::require_org(owner.id);
-        }
+        authz::authorize_owner_read(
+            &caller,
+            owner,
+            "usage",
+            "Trusted callers, and members whose role allows read, see an organization's usage; a user sees its own keys'.",
+        );
         let _lock = ReadLock::take();
         let live = shared::live(Some(my_db()));
         store::of_owner(

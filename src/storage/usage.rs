@@ -38,34 +38,23 @@ static OF_KEY: Stmt = stmt!(
         INT8_ARRAY
     ]
 );
-static OF_ORG: Stmt = stmt!(
-    "usage_org.sql",
-    [
-        TEXT,
-        TIMESTAMPTZ,
-        TIMESTAMPTZ,
-        TEXT,
-        UUID_ARRAY,
-        TIMESTAMPTZ_ARRAY,
-        TEXT_ARRAY,
-        INT8_ARRAY,
-        INT8_ARRAY
-    ]
-);
-static OF_USER: Stmt = stmt!(
-    "usage_user.sql",
-    [
-        TEXT,
-        TIMESTAMPTZ,
-        TIMESTAMPTZ,
-        TEXT,
-        UUID_ARRAY,
-        TIMESTAMPTZ_ARRAY,
-        TEXT_ARRAY,
-        INT8_ARRAY,
-        INT8_ARRAY
-    ]
-);
+/// The arguments of an owner's counts: the owner, since, until, bucket, and the counters
+/// in memory as columns. Two statements, not one with an OR: each filters its table by
+/// the owner with a condition its partial index (org_id, or a user's own keys) can serve
+/// in a kept generic plan.
+const OWNER_ARGS: [pgrx::pg_sys::Oid; 9] = [
+    TEXT,
+    TIMESTAMPTZ,
+    TIMESTAMPTZ,
+    TEXT,
+    UUID_ARRAY,
+    TIMESTAMPTZ_ARRAY,
+    TEXT_ARRAY,
+    INT8_ARRAY,
+    INT8_ARRAY,
+];
+static OF_ORG: Stmt = stmt!("usage_org.sql", OWNER_ARGS);
+static OF_USER: Stmt = stmt!("usage_user.sql", OWNER_ARGS);
 
 /// The writer's transaction settings (search_path, lock_timeout).
 pub fn pin_session() {
@@ -199,20 +188,7 @@ pub fn of_key(
         c.calls.into(),
         c.cost.into(),
     ];
-    rows(&OF_KEY, &args, |r| UsageRow {
-        key_id: Some(key_id),
-        ..usage_row_without_key(r)
-    })
-}
-
-fn usage_row_without_key(r: &pgrx::spi::SpiHeapTupleData<'_>) -> UsageRow {
-    UsageRow {
-        bucket_start: req(r, "bucket_start"),
-        key_id: None,
-        code: req(r, "code"),
-        calls: req(r, "calls"),
-        cost: req(r, "cost"),
-    }
+    rows(&OF_KEY, &args, usage_row)
 }
 
 /// An owner's counts (an organization's keys, or a user's own), written and in memory.

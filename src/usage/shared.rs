@@ -294,7 +294,17 @@ pub fn live(db: Option<u32>) -> Vec<Counter> {
 
 /// The databases that have counters.
 pub fn databases() -> Vec<u32> {
-    let mut dbs: Vec<u32> = live(None).into_iter().map(|c| c.db).collect();
+    let Some(h) = header() else {
+        return Vec::new();
+    };
+    let mut dbs: Vec<u32> = {
+        let _shared = Locked::new(h, false);
+        slots_of(h)
+            .iter()
+            .filter(|s| s.used != 0)
+            .map(|s| s.db)
+            .collect()
+    };
     dbs.sort_unstable();
     dbs.dedup();
     dbs

@@ -82,9 +82,13 @@ class Cluster:
     def connect(self, db=DB, user="postgres"):
         return psycopg.connect(self.conninfo(db, user), autocommit=True)
 
-    def fresh(self):
-        """A new cluster with database `faults` holding pg_apikey and organization 'o'."""
+    def fresh(self, conf=""):
+        """A new cluster (with `conf` added to its postgresql.conf) with database `faults`
+        holding pg_apikey and organization 'o'."""
         self.init()
+        if conf:
+            with open(os.path.join(self.dir, "data", "postgresql.conf"), "a") as f:
+                f.write(conf)
         self.start()
         with self.connect("postgres") as conn:
             conn.execute(f"CREATE DATABASE {DB}")
@@ -1233,19 +1237,9 @@ USAGE_CONF = ("shared_preload_libraries = 'pg_apikey'\n"
               "apikey.usage_flush_interval = 3600\n")   # rounds only when asked (or full)
 
 
-def preloaded(name, extra="", port=PORT):
-    """A fresh cluster with pg_apikey in shared_preload_libraries (and `extra` settings)."""
-    c = Cluster(name, port)
-    c.init()
-    with open(os.path.join(c.dir, "data", "postgresql.conf"), "a") as f:
-        f.write(USAGE_CONF + extra)
-    c.start()
-    with c.connect("postgres") as conn:
-        conn.execute(f"CREATE DATABASE {DB}")
-    with c.connect() as conn:
-        conn.execute("CREATE EXTENSION pg_apikey")
-        conn.execute("SELECT apikey.create_organization('o')")
-    return c
+def preloaded(name, port=PORT):
+    """A fresh cluster with pg_apikey in shared_preload_libraries."""
+    return Cluster(name, port).fresh(USAGE_CONF)
 
 
 def usage_of(conn, key_id):
